@@ -1,0 +1,1 @@
+"""Pure domain of Orders and Payments: commands, events, state, decide and evolve. No I/O."""

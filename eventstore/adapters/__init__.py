@@ -1,0 +1,1 @@
+"""Adapters for Azure services: Cosmos DB stores and the Service Bus publisher."""
