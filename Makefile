@@ -1,0 +1,58 @@
+# Two commands do all setup on a fresh machine: `make run` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+PORT   ?= 7071
+BACKEND ?= embedded
+PYTEST_ARGS ?=
+
+.PHONY: run test lint typecheck pytest reset bench checkov clean help
+
+help:
+	@echo "make run      start the local host on http://127.0.0.1:$(PORT)/api (BACKEND=embedded|azure)"
+	@echo "make test     lint, type-check and run every test (starts the test servers itself)"
+	@echo "make bench    run the benchmarks in bench/"
+	@echo "make reset    delete the local host's data (.data/)"
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.local-installed: requirements.txt requirements-local.txt | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -r requirements-local.txt
+	@touch $@
+
+$(VENV)/.dev-installed: requirements.txt requirements-local.txt requirements-dev.txt | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	@touch $@ $(VENV)/.local-installed
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+run: $(VENV)/.local-installed
+	$(BIN)/python -m devhost --port $(PORT) --backend $(BACKEND)
+
+reset:
+	rm -rf .data
+
+lint: $(VENV)/.dev-installed
+	$(BIN)/ruff check .
+
+typecheck: $(VENV)/.dev-installed
+	$(BIN)/mypy .
+
+pytest: $(VENV)/.dev-installed node_modules/.installed
+	$(BIN)/python -m pytest --cov=domain --cov-branch --cov-report=term-missing:skip-covered \
+		--cov-fail-under=100 $(PYTEST_ARGS)
+
+checkov:
+	bash infra/run-checkov.sh
+
+test: lint typecheck pytest checkov
+
+bench: $(VENV)/.dev-installed
+	$(BIN)/python -m bench
+
+clean: reset
+	rm -rf $(VENV) .venv-checkov node_modules .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,112 @@
+"""Version 1 of the integration events and the queue command, as pydantic models.
+
+Wire format: the JSON body is the model (camelCase field names); the Service Bus `subject` is the
+contract name and the application property `contractVersion` its version. A consumer rejects an
+unknown name or version instead of guessing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+CONTRACT_VERSION_PROPERTY = "contractVersion"
+CAUSATION_ID_PROPERTY = "causationId"
+
+
+class IntegrationMessage(BaseModel):
+    """Base of every contract: immutable, strict, and tolerant of fields added by newer
+    producers of the same major version (consumers ignore what they do not know)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore", strict=True)
+    name: ClassVar[str]
+    version: ClassVar[int] = 1
+
+
+class PaymentCompletedV1(IntegrationMessage):
+    name = "PaymentCompleted"
+    paymentId: str = Field(min_length=1)
+    orderId: str = Field(min_length=1)
+    amount: int = Field(ge=0)
+    currency: str = Field(min_length=3, max_length=3)
+    authorizationCode: str = Field(min_length=1)
+
+
+class PaymentFailedV1(IntegrationMessage):
+    name = "PaymentFailed"
+    paymentId: str = Field(min_length=1)
+    orderId: str = Field(min_length=1)
+    amount: int = Field(ge=0)
+    currency: str = Field(min_length=3, max_length=3)
+    reason: str
+
+
+class OrderPlacedV1(IntegrationMessage):
+    name = "OrderPlaced"
+    orderId: str = Field(min_length=1)
+    customerId: str = Field(min_length=1)
+    paymentId: str = Field(min_length=1)
+    amount: int = Field(ge=0)
+    currency: str = Field(min_length=3, max_length=3)
+
+
+class OrderPaidV1(IntegrationMessage):
+    name = "OrderPaid"
+    orderId: str = Field(min_length=1)
+    customerId: str = Field(min_length=1)
+    paymentId: str = Field(min_length=1)
+
+
+class OrderCancelledV1(IntegrationMessage):
+    name = "OrderCancelled"
+    orderId: str = Field(min_length=1)
+    customerId: str = Field(min_length=1)
+    reason: str
+
+
+class AuthorizePaymentV1(IntegrationMessage):
+    """Queue command: ask the acquirer worker to authorize a started payment."""
+
+    name = "AuthorizePayment"
+    paymentId: str = Field(min_length=1)
+    referenceId: str = Field(min_length=1)
+    amount: int = Field(ge=0)
+    currency: str = Field(min_length=3, max_length=3)
+
+
+CONTRACTS: dict[tuple[str, int], type[IntegrationMessage]] = {
+    (c.name, c.version): c
+    for c in (
+        PaymentCompletedV1,
+        PaymentFailedV1,
+        OrderPlacedV1,
+        OrderPaidV1,
+        OrderCancelledV1,
+        AuthorizePaymentV1,
+    )
+}
+
+
+class ContractError(ValueError):
+    """A message that no version of this consumer can understand (a poison message)."""
+
+
+def parse_message(
+    subject: str | None, application_properties: Mapping[str, Any], body: bytes
+) -> IntegrationMessage:
+    raw_version = application_properties.get(CONTRACT_VERSION_PROPERTY)
+    try:
+        version = int(raw_version.decode() if isinstance(raw_version, bytes) else raw_version)
+    except (TypeError, ValueError):
+        raise ContractError(
+            f"message {subject!r} has no valid {CONTRACT_VERSION_PROPERTY!r} property"
+        ) from None
+    contract = CONTRACTS.get((subject or "", version))
+    if contract is None:
+        raise ContractError(f"unknown contract {subject!r} version {version}")
+    try:
+        return contract.model_validate_json(body)
+    except ValidationError as error:
+        raise ContractError(f"invalid {subject} v{version} body: {error}") from error

@@ -1,0 +1,120 @@
+"""Domain errors, and the field checks that raise them.
+
+Every refusal carries a human ``message`` saying what was refused and why; the HTTP layer maps
+the class to a status (InvalidCommand 400, StreamNotFound 404, the others 409) and the message
+to the problem's ``detail``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+MAX_ID_LENGTH = 100
+MAX_REASON_LENGTH = 500
+
+
+class DomainError(Exception):
+    """A command was refused. ``message`` says what and why."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidCommand(DomainError):
+    """A field of the command has a value no state could accept (HTTP 400)."""
+
+    def __init__(self, message: str, field: str) -> None:
+        super().__init__(message)
+        self.field = field  # the API name (camelCase), so clients can point at it
+
+
+class StreamNotFound(DomainError):
+    """The aggregate the command is addressed to does not exist (HTTP 404)."""
+
+
+class AlreadyExists(DomainError):
+    """A create command found the aggregate already there, with other data (HTTP 409)."""
+
+
+class InvalidTransition(DomainError):
+    """The aggregate's current state does not allow the command (HTTP 409)."""
+
+    def __init__(self, message: str, state: str, command: str) -> None:
+        super().__init__(message)
+        self.state = state
+        self.command = command
+
+
+class PaymentMismatch(DomainError):
+    """The command names a payment that is not the one the order is waiting for (HTTP 409)."""
+
+
+class CartChanged(DomainError):
+    """The checkout amount no longer matches the cart (HTTP 409): re-read and retry."""
+
+
+# Field checks. Commands arrive from JSON, so the annotated types are not trusted here.
+
+
+def require_id(value: object, field: str) -> str:
+    """A non-blank identifier of at most MAX_ID_LENGTH characters."""
+    if not isinstance(value, str):
+        raise InvalidCommand(f"{field} must be a string, got {_kind(value)}", field)
+    if not value.strip():
+        raise InvalidCommand(f"{field} must not be empty", field)
+    if len(value) > MAX_ID_LENGTH:
+        raise InvalidCommand(
+            f"{field} must be at most {MAX_ID_LENGTH} characters, got {len(value)}", field
+        )
+    return value
+
+
+def require_text(value: object, field: str, max_length: int = MAX_REASON_LENGTH) -> str:
+    """Free text (may be empty) of at most max_length characters."""
+    if not isinstance(value, str):
+        raise InvalidCommand(f"{field} must be a string, got {_kind(value)}", field)
+    if len(value) > max_length:
+        raise InvalidCommand(
+            f"{field} must be at most {max_length} characters, got {len(value)}", field
+        )
+    return value
+
+
+def require_int(value: object, field: str, minimum: int, maximum: int) -> int:
+    """An integer in minimum..maximum (inclusive)."""
+    # bool is a subclass of int, but `true` is never a meaningful quantity or amount.
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise InvalidCommand(f"{field} must be an integer, got {_kind(value)}", field)
+    if not minimum <= value <= maximum:
+        raise InvalidCommand(f"{field} must be between {minimum} and {maximum}, got {value}", field)
+    return value
+
+
+def _kind(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return f"boolean {str(value).lower()}"
+    if isinstance(value, int | float | str):
+        return f"{type(value).__name__} {value!r}"
+    return type(value).__name__
+
+
+# Reading stored event data back. Stored events are facts: a malformed one is a bug or
+# corruption, never a user error, hence ValueError rather than a DomainError.
+
+
+def stored_str(data: Mapping[str, Any], key: str) -> str:
+    value = data.get(key)
+    if not isinstance(value, str):
+        raise ValueError(f"event data field {key!r} must be a string, got {value!r}")
+    return value
+
+
+def stored_int(data: Mapping[str, Any], key: str) -> int:
+    value = data.get(key)
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ValueError(f"event data field {key!r} must be an integer, got {value!r}")
+    return value

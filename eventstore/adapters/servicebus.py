@@ -1,0 +1,256 @@
+"""MessagePublisher on Azure Service Bus (azure-servicebus SDK, sync API).
+
+Messages are sent in ``ServiceBusMessageBatch``es, one destination (topic or queue) after the
+other, in the order given. ``MessageId`` is the OutboundMessage's ``"{streamId}:{version}"``, so
+duplicate detection on the entity drops what a retried publish sends again: a failure half-way
+(one destination sent, the next not) is repaired by retrying the whole call.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from azure.core.exceptions import ServiceRequestError, ServiceResponseError
+from azure.servicebus import (
+    ServiceBusClient,
+    ServiceBusMessage,
+    ServiceBusMessageBatch,
+    ServiceBusSender,
+    parse_connection_string,
+)
+from azure.servicebus.exceptions import (
+    MessageSizeExceededError,
+    OperationTimeoutError,
+    ServiceBusCommunicationError,
+    ServiceBusConnectionError,
+    ServiceBusError,
+    ServiceBusQuotaExceededError,
+    ServiceBusServerBusyError,
+)
+
+from eventstore.errors import TransientError
+from eventstore.ports import OutboundMessage
+
+if TYPE_CHECKING:
+    from azure.core.credentials import TokenCredential
+
+CONNECTION_STRING_SETTING = "SERVICEBUS"
+NAMESPACE_SETTING = "SERVICEBUS__fullyQualifiedNamespace"
+CLIENT_ID_SETTINGS = ("SERVICEBUS__clientId", "AZURE_CLIENT_ID")
+
+# Errors worth retrying later whatever the SDK's own flag says. The SDK marks a full entity
+# (quota exceeded) as non-retryable because an immediate retry will not help, but it drains as
+# consumers catch up, so the host's delayed retry is right and the event is not poison.
+_TRANSIENT_TYPES: tuple[type[BaseException], ...] = (
+    ServiceBusConnectionError,
+    ServiceBusCommunicationError,
+    ServiceBusServerBusyError,
+    OperationTimeoutError,
+    ServiceBusQuotaExceededError,
+    ServiceRequestError,  # azure-core: token or network request failed before reaching the service
+    ServiceResponseError,
+)
+
+
+class MessageTooLargeError(ValueError):
+    """One message does not fit in an empty batch: retrying can never succeed."""
+
+
+def is_transient(exc: BaseException) -> bool:
+    if isinstance(exc, MessageSizeExceededError):
+        return False
+    if isinstance(exc, _TRANSIENT_TYPES):
+        return True
+    # The SDK records its own verdict per error (from the AMQP condition) in ``_retryable``;
+    # there is no public accessor, so read it defensively.
+    return isinstance(exc, ServiceBusError) and bool(getattr(exc, "_retryable", False))
+
+
+@dataclass
+class _CachedSender:
+    sender: ServiceBusSender
+    # The SDK sender is not thread-safe: one send (or batch creation) at a time per sender.
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class ServiceBusPublisher:
+    """Publishes OutboundMessages; thread-safe; one client (and connection per sender) per
+    publisher, opened on first use. Use ``from_settings`` in the app."""
+
+    def __init__(
+        self,
+        *,
+        connection_string: str | None = None,
+        fully_qualified_namespace: str | None = None,
+        credential: TokenCredential | None = None,
+        owns_credential: bool = False,
+        send_timeout: float = 30.0,
+        **client_options: Any,
+    ) -> None:
+        """``client_options`` go to ``ServiceBusClient`` (e.g. ``retry_total``: the SDK retries
+        each send itself before we report a TransientError; the host then retries again)."""
+        if connection_string is None and (fully_qualified_namespace is None or credential is None):
+            raise ValueError("give a connection string or a namespace and a credential")
+        self._connection_string = connection_string
+        self._namespace = fully_qualified_namespace
+        self._credential = credential
+        self._owns_credential = owns_credential
+        self._send_timeout = send_timeout
+        self._client_options = client_options
+        self._client: ServiceBusClient | None = None
+        self._senders: dict[str, _CachedSender] = {}
+        self._lock = threading.Lock()  # guards _client, _senders and _closed
+        self._closed = False
+
+    @classmethod
+    def from_settings(cls, settings: Mapping[str, str], **options: Any) -> ServiceBusPublisher:
+        """From app settings: ``SERVICEBUS`` (a connection string, including the emulator's
+        ``...;UseDevelopmentEmulator=true`` form) or ``SERVICEBUS__fullyQualifiedNamespace``
+        (managed identity through DefaultAzureCredential; ``SERVICEBUS__clientId`` or
+        ``AZURE_CLIENT_ID`` select a user-assigned identity)."""
+        connection_string = settings.get(CONNECTION_STRING_SETTING, "").strip()
+        namespace = settings.get(NAMESPACE_SETTING, "").strip()
+        if connection_string:
+            # Fail at start-up on a malformed string, not on the first event (where a
+            # non-transient error would park the event as poison).
+            parse_connection_string(connection_string)
+            return cls(connection_string=connection_string, **options)
+        if namespace:
+            from azure.identity import DefaultAzureCredential
+
+            client_id = next(
+                (settings[k].strip() for k in CLIENT_ID_SETTINGS if settings.get(k, "").strip()),
+                None,
+            )
+            credential = (
+                DefaultAzureCredential(managed_identity_client_id=client_id)
+                if client_id
+                else DefaultAzureCredential()
+            )
+            return cls(
+                fully_qualified_namespace=namespace,
+                credential=credential,
+                owns_credential=True,
+                **options,
+            )
+        raise ValueError(
+            f"Service Bus is not configured: set {CONNECTION_STRING_SETTING} (a connection string)"
+            f" or {NAMESPACE_SETTING} (to use a managed identity)"
+        )
+
+    def publish(self, messages: Sequence[OutboundMessage]) -> None:
+        by_destination: dict[str, list[OutboundMessage]] = {}
+        for message in messages:
+            by_destination.setdefault(message.destination, []).append(message)
+        for destination, group in by_destination.items():
+            cached = self._sender(destination)
+            try:
+                with cached.lock:
+                    self._send(cached.sender, destination, group)
+            except Exception as exc:
+                # Whatever failed, this link may be broken: the next call opens a fresh one.
+                self._drop(destination, cached)
+                if is_transient(exc):
+                    raise TransientError(
+                        f"Service Bus send to {destination!r} failed: {exc}"
+                    ) from exc
+                raise
+
+    def close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            senders, self._senders = list(self._senders.values()), {}
+            client, self._client = self._client, None
+        for cached in senders:
+            with cached.lock, contextlib.suppress(Exception):
+                cached.sender.close()
+        if client is not None:
+            with contextlib.suppress(Exception):
+                client.close()
+        if self._owns_credential and self._credential is not None:
+            close = getattr(self._credential, "close", None)
+            if callable(close):
+                with contextlib.suppress(Exception):
+                    close()
+
+    # -- internals --------------------------------------------------------------------------
+
+    def _sender(self, destination: str) -> _CachedSender:
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the Service Bus publisher is closed")
+            cached = self._senders.get(destination)
+            if cached is None:
+                if self._client is None:
+                    self._client = self._new_client()
+                # A queue sender and a topic sender are the same AMQP link to the entity.
+                sender = self._client.get_queue_sender(queue_name=destination)
+                cached = self._senders[destination] = _CachedSender(sender)
+            return cached
+
+    def _new_client(self) -> ServiceBusClient:
+        if self._connection_string is not None:
+            return ServiceBusClient.from_connection_string(
+                self._connection_string, **self._client_options
+            )
+        assert self._namespace is not None and self._credential is not None
+        return ServiceBusClient(self._namespace, self._credential, **self._client_options)
+
+    def _drop(self, destination: str, cached: _CachedSender) -> None:
+        with self._lock:
+            if self._senders.get(destination) is cached:
+                del self._senders[destination]
+        with cached.lock, contextlib.suppress(Exception):
+            cached.sender.close()
+
+    def _send(
+        self, sender: ServiceBusSender, destination: str, messages: list[OutboundMessage]
+    ) -> None:
+        batch = sender.create_message_batch()
+        for message in messages:
+            if _try_add(batch, message):
+                continue
+            if len(batch) == 0:
+                raise _too_large(message, batch.max_size_in_bytes)
+            # The batch is full: send it and start the next one with this message.
+            sender.send_messages(batch, timeout=self._send_timeout)
+            batch = sender.create_message_batch()
+            if not _try_add(batch, message):
+                raise _too_large(message, batch.max_size_in_bytes)
+        if len(batch):
+            sender.send_messages(batch, timeout=self._send_timeout)
+
+
+def _try_add(batch: ServiceBusMessageBatch, message: OutboundMessage) -> bool:
+    try:
+        batch.add_message(_to_servicebus_message(message))
+    except MessageSizeExceededError:
+        return False  # the batch is left as it was
+    return True
+
+
+def _to_servicebus_message(message: OutboundMessage) -> ServiceBusMessage:
+    body = json.dumps(message.body, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    properties: dict[str | bytes, Any] = {k: v for k, v in message.application_properties.items()}
+    return ServiceBusMessage(
+        body,
+        message_id=message.message_id,
+        subject=message.subject,
+        content_type="application/json",
+        correlation_id=message.correlation_id,
+        application_properties=properties,
+    )
+
+
+def _too_large(message: OutboundMessage, limit: int) -> MessageTooLargeError:
+    return MessageTooLargeError(
+        f"message {message.message_id!r} ({message.subject}) for {message.destination!r} does"
+        f" not fit in an empty Service Bus batch of {limit} bytes"
+    )

@@ -1,0 +1,185 @@
+"""The command loop: load (or use the cached) state, decide, append one commit, retry on conflict.
+
+A warm command costs exactly one write: the processor keeps (state, version) per stream in memory
+and only reads the stream when it has nothing cached or lost a race. Commands on the same stream
+within one process are serialized by a per-stream lock, so they never race each other; races
+between processes (scaled-out hosts) are settled by the store's unique commit id, after which the
+loser catches up from the version it knew and decides again.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from domain.decider import Decider
+from eventstore.clock import new_id, utc_now_iso
+from eventstore.errors import ConcurrencyError
+from eventstore.ports import Commit, EventRecord, EventStore
+
+C = TypeVar("C")
+E = TypeVar("E")
+S = TypeVar("S")
+
+log = logging.getLogger(__name__)
+_LOCK_STRIPES = 256
+
+
+@dataclass(frozen=True)
+class CommandContext:
+    """Where a command came from: carried into every event it produces."""
+
+    correlation_id: str
+    causation_id: str
+
+
+@dataclass(frozen=True)
+class CommandResult(Generic[S]):
+    state: S
+    version: int
+    appended: tuple[EventRecord, ...]  # empty when the command was a no-op (e.g. a redelivery)
+
+
+@dataclass
+class _Entry(Generic[S]):
+    state: S
+    version: int
+
+
+class CommandProcessor(Generic[C, E, S]):
+    def __init__(
+        self,
+        store: EventStore,
+        decider: Decider[C, E, S],
+        *,
+        max_attempts: int = 5,
+        cache_size: int = 10_000,
+        clock: Callable[[], str] = utc_now_iso,
+        id_factory: Callable[[], str] = new_id,
+    ) -> None:
+        self._store = store
+        self._decider = decider
+        self._max_attempts = max_attempts
+        self._cache_size = cache_size
+        self._clock = clock
+        self._new_id = id_factory
+        self._cache: OrderedDict[str, _Entry[S]] = OrderedDict()
+        self._cache_lock = threading.Lock()
+        # Lock striping bounds memory: two streams may share a lock, which only costs a little
+        # waiting, never correctness.
+        self._stream_locks = tuple(threading.Lock() for _ in range(_LOCK_STRIPES))
+
+    @property
+    def decider(self) -> Decider[C, E, S]:
+        return self._decider
+
+    def load(self, stream_id: str, *, at_least: int = 0) -> tuple[S, int]:
+        """The stream's current state and version (0 = the stream does not exist).
+
+        Served from the cache when it holds at least version ``at_least``; otherwise only the
+        commits after the cached version are read.
+        """
+        with self._stream_lock(stream_id):
+            entry = self._cached(stream_id)
+            if entry is None or entry.version < at_least:
+                entry = self._catch_up(stream_id, entry)
+            return entry.state, entry.version
+
+    def cached_version(self, stream_id: str) -> int:
+        """The newest version this process knows of (a free hint for read-your-writes)."""
+        entry = self._cached(stream_id)
+        return entry.version if entry else 0
+
+    def execute(self, stream_id: str, command: C, context: CommandContext) -> CommandResult[S]:
+        with self._stream_lock(stream_id):
+            entry = self._cached(stream_id) or self._catch_up(stream_id, None)
+            for attempt in range(1, self._max_attempts + 1):
+                events = self._decider.decide(command, entry.state)
+                if not events:
+                    return CommandResult(entry.state, entry.version, ())
+                commit = self._commit(stream_id, entry.version, events, context)
+                try:
+                    self._store.append(commit)
+                except ConcurrencyError:
+                    # Another process appended first: catch up from what we knew and re-decide.
+                    log.info("conflict on %s at version %d (attempt %d)", stream_id,
+                             entry.version + 1, attempt)
+                    self._forget(stream_id)
+                    if attempt < self._max_attempts:
+                        time.sleep(0.005 * attempt)  # spread out writers hammering one stream
+                    entry = self._catch_up(stream_id, entry)
+                    continue
+                state = self._decider.fold(events, entry.state)
+                entry = _Entry(state, commit.version)
+                self._remember(stream_id, entry)
+                return CommandResult(state, commit.version, commit.events)
+        raise ConcurrencyError(
+            f"stream {stream_id} kept changing while the command was decided; "
+            f"gave up after {self._max_attempts} attempts"
+        )
+
+    def _commit(self, stream_id: str, version: int, events: list[E], context: CommandContext
+                ) -> Commit:
+        now = self._clock()
+        records = []
+        for offset, event in enumerate(events, start=1):
+            encoded = self._decider.encode(event)
+            records.append(EventRecord(
+                version=version + offset,
+                event_id=self._new_id(),
+                type=encoded.type,
+                schema_version=encoded.schema_version,
+                occurred_at=now,
+                data=encoded.data,
+            ))
+        return Commit(
+            stream_id=stream_id,
+            stream_type=self._decider.stream_type,
+            events=tuple(records),
+            correlation_id=context.correlation_id,
+            causation_id=context.causation_id,
+            committed_at=now,
+        )
+
+    def _catch_up(self, stream_id: str, entry: _Entry[S] | None) -> _Entry[S]:
+        state = self._decider.initial_state if entry is None else entry.state
+        version = 0 if entry is None else entry.version
+        for commit in self._store.read_stream(stream_id, after_version=version):
+            for record in commit.events:
+                if record.version <= version:
+                    continue
+                event = self._decider.decode(record.type, record.schema_version, record.data)
+                state = self._decider.evolve(state, event)
+                version = record.version
+        fresh = _Entry(state, version)
+        if version:
+            self._remember(stream_id, fresh)
+        return fresh
+
+    def _cached(self, stream_id: str) -> _Entry[S] | None:
+        with self._cache_lock:
+            entry = self._cache.get(stream_id)
+            if entry is not None:
+                self._cache.move_to_end(stream_id)
+            return entry
+
+    def _remember(self, stream_id: str, entry: _Entry[S]) -> None:
+        with self._cache_lock:
+            current = self._cache.get(stream_id)
+            if current is None or current.version <= entry.version:
+                self._cache[stream_id] = entry
+                self._cache.move_to_end(stream_id)
+            while len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+
+    def _forget(self, stream_id: str) -> None:
+        with self._cache_lock:
+            self._cache.pop(stream_id, None)
+
+    def _stream_lock(self, stream_id: str) -> threading.Lock:
+        return self._stream_locks[hash(stream_id) % _LOCK_STRIPES]

@@ -1,0 +1,391 @@
+"""Embedded event store, views and dead letters on one SQLite file per service database.
+
+Same semantics as the Cosmos DB adapters (DESIGN.md §4-§5):
+
+- ``commits`` holds one row per commit, the commit document as JSON, with
+  UNIQUE (stream_id, first_version): the equivalent of the Cosmos id
+  ``"{streamId}:{firstVersion}"``, so a writer that decided from a stale version collides and
+  gets ``ConcurrencyError``.
+- ``seq INTEGER PRIMARY KEY AUTOINCREMENT`` is the global commit order and serves as the change
+  feed; a checkpoint is ``str(seq)`` of the last commit read. SQLite has one writer at a time, so
+  a lower sequence never becomes visible after a higher one: a reader never skips a commit.
+- ``checkpoints`` holds per-consumer durable checkpoints; ``views`` and ``dead_letters`` live in
+  the same file.
+
+Use ``open_embedded_database(path)``: it returns one shared ``EmbeddedDatabase`` per file per
+process, so the function code that appends and the local host that pumps the feed share the
+in-process wake-up of ``SqliteEventStore.wait_for_commits``.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from eventstore.embedded.sqlite_connection import ConnectionPool, raise_translated
+from eventstore.errors import ConcurrencyError
+from eventstore.ports import Commit, DeadLetter, FeedPage, JsonDict, StoredView
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS commits (
+    seq           INTEGER PRIMARY KEY AUTOINCREMENT,
+    stream_id     TEXT    NOT NULL,
+    first_version INTEGER NOT NULL,
+    last_version  INTEGER NOT NULL,
+    document      TEXT    NOT NULL,
+    UNIQUE (stream_id, first_version)
+);
+CREATE TABLE IF NOT EXISTS checkpoints (
+    consumer   TEXT PRIMARY KEY,
+    checkpoint TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS views (
+    id       TEXT PRIMARY KEY,
+    document TEXT NOT NULL,
+    etag     TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS dead_letters (
+    id         TEXT PRIMARY KEY,
+    consumer   TEXT    NOT NULL,
+    stream_id  TEXT    NOT NULL,
+    version    INTEGER NOT NULL,
+    event_type TEXT    NOT NULL,
+    error      TEXT    NOT NULL,
+    payload    TEXT    NOT NULL,
+    parked_at  TEXT    NOT NULL
+);
+CREATE INDEX IF NOT EXISTS dead_letters_by_time ON dead_letters (parked_at, id);
+"""
+
+# Constant SQL strings: the sqlite3 statement cache prepares each once per connection.
+_INSERT_COMMIT = (
+    "INSERT INTO commits (stream_id, first_version, last_version, document) VALUES (?, ?, ?, ?)"
+)
+_SELECT_STREAM = (
+    "SELECT document FROM commits WHERE stream_id = ? AND last_version > ? ORDER BY first_version"
+)
+_SELECT_FEED = "SELECT seq, document FROM commits WHERE seq > ? ORDER BY seq LIMIT ?"
+_SELECT_HEAD = "SELECT max(seq) FROM commits"
+_SELECT_CHECKPOINT = "SELECT checkpoint FROM checkpoints WHERE consumer = ?"
+_UPSERT_CHECKPOINT = (
+    "INSERT INTO checkpoints (consumer, checkpoint) VALUES (?, ?) "
+    "ON CONFLICT (consumer) DO UPDATE SET checkpoint = excluded.checkpoint"
+)
+_SELECT_VIEW = "SELECT document, etag FROM views WHERE id = ?"
+_INSERT_VIEW = "INSERT INTO views (id, document, etag) VALUES (?, ?, ?)"
+_REPLACE_VIEW = "UPDATE views SET document = ?, etag = ? WHERE id = ? AND etag = ?"
+_UPSERT_LETTER = (
+    "INSERT INTO dead_letters (id, consumer, stream_id, version, event_type, error, payload,"
+    " parked_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET"
+    " consumer = excluded.consumer, stream_id = excluded.stream_id, version = excluded.version,"
+    " event_type = excluded.event_type, error = excluded.error, payload = excluded.payload,"
+    " parked_at = excluded.parked_at"
+)
+_SELECT_LETTERS = (
+    "SELECT id, consumer, stream_id, version, event_type, error, payload, parked_at"
+    " FROM dead_letters ORDER BY parked_at, id LIMIT ?"
+)
+
+POLL_INTERVAL = 0.25
+"""How often ``wait_for_commits`` re-checks the file, to see commits appended by other processes
+(appends in this process wake it immediately)."""
+
+
+def _dumps(document: Any) -> str:
+    return json.dumps(document, ensure_ascii=False, separators=(",", ":"))
+
+
+def _parse_checkpoint(checkpoint: str | None) -> int:
+    if checkpoint is None:
+        return 0
+    try:
+        position = int(checkpoint)
+    except ValueError:
+        raise ValueError(f"not a checkpoint of the embedded change feed: {checkpoint!r}") from None
+    if position < 0:
+        raise ValueError(f"not a checkpoint of the embedded change feed: {checkpoint!r}")
+    return position
+
+
+class SqliteEventStore:
+    """``EventStore``, ``ChangeFeed`` and ``CheckpointStore`` on the ``commits`` and
+    ``checkpoints`` tables, plus ``wait_for_commits`` for low-latency feed pumping."""
+
+    def __init__(self, pool: ConnectionPool) -> None:
+        self._pool = pool
+        # Wake-up for wait_for_commits: appends in this process bump the generation and notify.
+        self._appended = threading.Condition(threading.Lock())
+        self._generation = 0
+        self._head = 0  # highest sequence known to exist (appended here or seen in the file)
+
+    # -- EventStore ---------------------------------------------------------------------------
+
+    def append(self, commit: Commit) -> None:
+        conn = self._pool.get()
+        row = (commit.stream_id, commit.first_version, commit.version, _dumps(commit.to_document()))
+        try:
+            cursor = conn.execute(_INSERT_COMMIT, row)
+        except sqlite3.IntegrityError as exc:
+            raise ConcurrencyError(
+                f"commit {commit.id} already exists: stream {commit.stream_id!r} moved past "
+                f"version {commit.first_version - 1}"
+            ) from exc
+        except sqlite3.Error as exc:
+            raise_translated(exc)
+        seq = cursor.lastrowid or 0
+        with self._appended:
+            self._head = max(self._head, seq)
+            self._generation += 1
+            self._appended.notify_all()
+
+    def read_stream(self, stream_id: str, after_version: int = 0) -> list[Commit]:
+        try:
+            rows = self._pool.get().execute(_SELECT_STREAM, (stream_id, after_version)).fetchall()
+        except sqlite3.Error as exc:
+            raise_translated(exc)
+        return [Commit.from_document(json.loads(document)) for (document,) in rows]
+
+    # -- ChangeFeed ---------------------------------------------------------------------------
+
+    def read_feed(self, checkpoint: str | None, max_items: int) -> FeedPage:
+        if max_items < 1:
+            raise ValueError(f"max_items must be >= 1, got {max_items}")
+        after = _parse_checkpoint(checkpoint)
+        try:
+            rows = self._pool.get().execute(_SELECT_FEED, (after, max_items)).fetchall()
+        except sqlite3.Error as exc:
+            raise_translated(exc)
+        if not rows:
+            return FeedPage(commits=[], checkpoint=checkpoint)
+        commits = [Commit.from_document(json.loads(document)) for _, document in rows]
+        return FeedPage(commits=commits, checkpoint=str(rows[0][0]))
+
+    def head_checkpoint(self) -> str | None:
+        """The checkpoint after the newest commit (None when the feed is empty)."""
+        head = self._read_head()
+        return None if head == 0 else str(head)
+
+    def wait_for_commits(self, checkpoint: str | None, timeout: float) -> bool:
+        """Block until a commit after ``checkpoint`` exists; False when ``timeout`` seconds pass
+        first. Appends through this object wake it at once; appends by other processes (or other
+        handles of the same file) are seen by re-checking the file every ``POLL_INTERVAL``."""
+        after = _parse_checkpoint(checkpoint)
+        deadline = time.monotonic() + max(timeout, 0.0)
+        while True:
+            with self._appended:
+                if self._head > after:
+                    return True
+                generation = self._generation
+            if self._read_head() > after:
+                return True
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            with self._appended:
+                # An append between the file check and here bumped the generation: re-check
+                # instead of sleeping through it.
+                if self._generation == generation:
+                    self._appended.wait(min(remaining, POLL_INTERVAL))
+
+    def _read_head(self) -> int:
+        try:
+            (head,) = self._pool.get().execute(_SELECT_HEAD).fetchone()
+        except sqlite3.Error as exc:
+            raise_translated(exc)
+        head = int(head or 0)
+        with self._appended:
+            self._head = max(self._head, head)
+        return head
+
+    # -- CheckpointStore ----------------------------------------------------------------------
+
+    def load_checkpoint(self, consumer: str) -> str | None:
+        try:
+            row = self._pool.get().execute(_SELECT_CHECKPOINT, (consumer,)).fetchone()
+        except sqlite3.Error as exc:
+            raise_translated(exc)
+        return None if row is None else str(row[0])
+
+    def save_checkpoint(self, consumer: str, checkpoint: str) -> None:
+        _parse_checkpoint(checkpoint)
+        try:
+            self._pool.get().execute(_UPSERT_CHECKPOINT, (consumer, checkpoint))
+        except sqlite3.Error as exc:
+            raise_translated(exc)
+
+
+class SqliteViewStore:
+    """``ViewStore`` on the ``views`` table; every write gets a new random ETag."""
+
+    def __init__(self, pool: ConnectionPool) -> None:
+        self._pool = pool
+
+    def get(self, view_id: str) -> StoredView | None:
+        try:
+            row = self._pool.get().execute(_SELECT_VIEW, (view_id,)).fetchone()
+        except sqlite3.Error as exc:
+            raise_translated(exc)
+        if row is None:
+            return None
+        document, etag = row
+        return StoredView(document=json.loads(document), etag=str(etag))
+
+    def put(self, view_id: str, document: JsonDict, etag: str | None) -> str:
+        new_etag = uuid.uuid4().hex
+        conn = self._pool.get()
+        try:
+            if etag is None:
+                try:
+                    conn.execute(_INSERT_VIEW, (view_id, _dumps(document), new_etag))
+                except sqlite3.IntegrityError as exc:
+                    raise ConcurrencyError(f"view {view_id!r} already exists") from exc
+            else:
+                cursor = conn.execute(_REPLACE_VIEW, (_dumps(document), new_etag, view_id, etag))
+                if cursor.rowcount != 1:
+                    raise ConcurrencyError(
+                        f"view {view_id!r} does not exist or its ETag is no longer {etag!r}"
+                    )
+        except sqlite3.Error as exc:
+            raise_translated(exc)
+        return new_etag
+
+
+class SqliteDeadLetterStore:
+    """``DeadLetterStore`` on the ``dead_letters`` table; parking is an upsert by id."""
+
+    def __init__(self, pool: ConnectionPool) -> None:
+        self._pool = pool
+
+    def park(self, letter: DeadLetter) -> None:
+        row = (
+            letter.id,
+            letter.consumer,
+            letter.stream_id,
+            letter.version,
+            letter.event_type,
+            letter.error,
+            _dumps(letter.payload),
+            letter.parked_at,
+        )
+        try:
+            self._pool.get().execute(_UPSERT_LETTER, row)
+        except sqlite3.Error as exc:
+            raise_translated(exc)
+
+    def list_letters(self, limit: int = 100) -> list[DeadLetter]:
+        """The oldest ``limit`` letters, by parked_at then id."""
+        try:
+            rows = self._pool.get().execute(_SELECT_LETTERS, (limit,)).fetchall()
+        except sqlite3.Error as exc:
+            raise_translated(exc)
+        return [
+            DeadLetter(
+                id=str(id_),
+                consumer=str(consumer),
+                stream_id=str(stream_id),
+                version=int(version),
+                event_type=str(event_type),
+                error=str(error),
+                payload=json.loads(payload),
+                parked_at=str(parked_at),
+            )
+            for id_, consumer, stream_id, version, event_type, error, payload, parked_at in rows
+        ]
+
+
+def _create_schema(conn: sqlite3.Connection) -> None:
+    (version,) = conn.execute("PRAGMA user_version").fetchone()
+    if version == SCHEMA_VERSION:
+        return
+    if version > SCHEMA_VERSION:
+        raise RuntimeError(f"embedded database schema {version} is newer than {SCHEMA_VERSION}")
+    # IMMEDIATE takes the write lock up front, so two processes creating the same file at once
+    # serialize on the busy timeout instead of failing half-way.
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        # One statement at a time: executescript() would COMMIT our transaction first.
+        for statement in _SCHEMA.split(";"):
+            if statement.strip():
+                conn.execute(statement)
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+
+
+class EmbeddedDatabase:
+    """The embedded stores of one service database file: ``events``, ``views``,
+    ``dead_letters``. Prefer ``open_embedded_database`` (shared per process); constructing one
+    directly gives an independent handle (own connections, own wake-up), as another process
+    would have."""
+
+    def __init__(self, path: str | Path) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path.resolve()
+        self._pool = ConnectionPool(self.path)
+        try:
+            _create_schema(self._pool.get())
+        except sqlite3.Error as exc:
+            self._pool.close()
+            raise_translated(exc)
+        except BaseException:
+            self._pool.close()
+            raise
+        self.events = SqliteEventStore(self._pool)
+        self.views = SqliteViewStore(self._pool)
+        self.dead_letters = SqliteDeadLetterStore(self._pool)
+
+    @property
+    def closed(self) -> bool:
+        return self._pool.closed
+
+    def close(self) -> None:
+        """Close every connection; a shared instance is also dropped from the process cache."""
+        with _cache_lock:
+            if _cache.get(self.path) is self:
+                del _cache[self.path]
+        self._pool.close()
+
+    def __enter__(self) -> EmbeddedDatabase:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"EmbeddedDatabase({str(self.path)!r})"
+
+
+_cache: dict[Path, EmbeddedDatabase] = {}
+_cache_lock = threading.Lock()
+
+
+def open_embedded_database(path: str | Path) -> EmbeddedDatabase:
+    """The process-wide ``EmbeddedDatabase`` for ``path`` (one per resolved path; created, with
+    its parent directories, on first use). Thread-safe."""
+    resolved = Path(path).resolve()
+    with _cache_lock:
+        database = _cache.get(resolved)
+        if database is None or database.closed:
+            database = EmbeddedDatabase(resolved)
+            _cache[resolved] = database
+        return database
+
+
+def close_all() -> None:
+    """Close every shared database (tests, shutdown)."""
+    with _cache_lock:
+        databases = list(_cache.values())
+        _cache.clear()
+    for database in databases:
+        database.close()

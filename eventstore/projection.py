@@ -1,0 +1,108 @@
+"""Projections over the change feed: idempotent, ordered per stream, poison-tolerant.
+
+The change feed delivers at least once, so a view stores the last stream version it applied and
+events at or below it are skipped. An event that can never be applied is parked in the dead-letter
+store and the view moves past it; transient failures propagate so the host retries the batch.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from domain.decider import Decider
+from eventstore.errors import ConcurrencyError
+from eventstore.poison import park, raise_if_transient
+from eventstore.ports import Commit, DeadLetterStore, EventRecord, JsonDict, ViewStore
+
+E = TypeVar("E")
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ViewDefinition(Generic[E]):
+    """How one stream type becomes one view document per stream."""
+
+    decider: Decider[Any, E, Any]
+    view_id: Callable[[str], str]  # stream id -> view document id
+    apply: Callable[[JsonDict | None, E, int], JsonDict]
+
+
+def project(
+    definition: ViewDefinition[E], view: JsonDict | None, records: Iterable[EventRecord]
+) -> JsonDict | None:
+    """Pure: apply the records newer than the view's version, in order."""
+    for record in records:
+        if view is not None and record.version <= int(view["version"]):
+            continue
+        event = definition.decider.decode(record.type, record.schema_version, record.data)
+        view = definition.apply(view, event, record.version)
+    return view
+
+
+class Projector(Generic[E]):
+    def __init__(
+        self,
+        definition: ViewDefinition[E],
+        views: ViewStore,
+        dead_letters: DeadLetterStore,
+        consumer: str,
+        max_conflicts: int = 5,
+    ) -> None:
+        self._definition = definition
+        self._views = views
+        self._dead_letters = dead_letters
+        self._consumer = consumer
+        self._max_conflicts = max_conflicts
+
+    def handle(self, commits: Iterable[Commit]) -> None:
+        by_stream: dict[str, list[Commit]] = {}
+        for commit in commits:
+            if commit.stream_type == self._definition.decider.stream_type:
+                by_stream.setdefault(commit.stream_id, []).append(commit)
+        for stream_id, stream_commits in by_stream.items():
+            self._project_stream(stream_id, sorted(stream_commits, key=lambda c: c.version))
+
+    def _project_stream(self, stream_id: str, commits: list[Commit]) -> None:
+        view_id = self._definition.view_id(stream_id)
+        for _ in range(self._max_conflicts):
+            stored = self._views.get(view_id)
+            view = stored.document if stored else None
+            updated = self._apply_all(stream_id, view, commits)
+            if updated is None or updated is view:
+                return
+            try:
+                self._views.put(view_id, updated, stored.etag if stored else None)
+                return
+            except ConcurrencyError:
+                continue  # another projector instance wrote it first: re-read and re-apply
+        raise ConcurrencyError(f"view {view_id} kept changing; giving up for this batch")
+
+    def _apply_all(
+        self, stream_id: str, view: JsonDict | None, commits: list[Commit]
+    ) -> JsonDict | None:
+        current = view
+        for commit in commits:
+            for record in commit.events:
+                try:
+                    current = project(self._definition, current, [record]) or current
+                except Exception as error:
+                    raise_if_transient(error)
+                    park(self._dead_letters, self._consumer, stream_id, record, commit, error)
+                    if current is not None:
+                        # Move past the poison event so later events still reach the view.
+                        current = {**current, "version": record.version}
+        return current
+
+
+def projection_from_stream(
+    definition: ViewDefinition[E], commits: Iterable[Commit]
+) -> JsonDict | None:
+    """The view computed straight from the stream: the read-your-writes path of the API."""
+    view: JsonDict | None = None
+    for commit in commits:
+        view = project(definition, view, commit.events)
+    return view

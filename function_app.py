@@ -1,0 +1,13 @@
+"""The function app: registers one blueprint per service named in SERVICES (default both), so the
+same code deploys as one app (local, `func start`) or as two (Azure, see infra/bicep)."""
+
+import azure.functions as func
+
+from functions import orders, payments
+from functions.settings import enabled_services
+
+app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
+
+_BLUEPRINTS = {"orders": orders.bp, "payments": payments.bp}
+for _service in enabled_services():
+    app.register_functions(_BLUEPRINTS[_service])

@@ -1,0 +1,1 @@
+"""Azure Functions blueprints (one per service) and the thin code around them."""

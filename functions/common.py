@@ -1,0 +1,73 @@
+"""Code both blueprints share: change-feed handling, stream reads, view reads."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import azure.functions as func
+
+from eventstore.commands import CommandContext
+from eventstore.poison import parse_commits
+from eventstore.ports import Commit, EventStore, JsonDict, ViewStore
+from eventstore.projection import ViewDefinition, projection_from_stream
+from functions.http import ApiError, json_response
+
+log = logging.getLogger(__name__)
+
+# Change-feed functions retry forever with backoff: a transient outage must not skip events
+# (with a bounded count the host would move the checkpoint on). Poison is parked by the handlers,
+# so only transient errors ever reach this policy.
+FEED_RETRY: Mapping[str, str] = {
+    "strategy": "exponential_backoff",
+    "max_retry_count": "-1",
+    "minimum_interval": "00:00:01",
+    "maximum_interval": "00:01:00",
+}
+FEED_BATCH_SIZE = 100
+
+
+def commits_from(documents: func.DocumentList, dead_letters: Any, consumer: str) -> list[Commit]:
+    return parse_commits((doc.to_dict() if hasattr(doc, "to_dict") else dict(doc)
+                          for doc in documents), dead_letters, consumer)
+
+
+def message_context(message: func.ServiceBusMessage) -> CommandContext:
+    """A message's effects are correlated with its origin and caused by the message itself."""
+    message_id = str(getattr(message, "message_id", None) or "")
+    return CommandContext(correlation_id=message.correlation_id or message_id,
+                          causation_id=message_id)
+
+
+def stream_events_response(commits: Iterable[Commit], what: str, aggregate_id: str
+                           ) -> func.HttpResponse:
+    events = [
+        {**record.to_document(), "streamId": commit.stream_id,
+         "correlationId": commit.correlation_id, "causationId": commit.causation_id}
+        for commit in commits for record in commit.events
+    ]
+    if not events:
+        raise ApiError(404, f"{what.capitalize()} not found", f"no {what} with id {aggregate_id!r}")
+    return json_response(events)
+
+
+def read_view(
+    definition: ViewDefinition[Any],
+    views: ViewStore,
+    events: EventStore,
+    stream_id: str,
+    view_id: str,
+    needed_version: int,
+) -> tuple[JsonDict | None, str]:
+    """The view, at least at ``needed_version``: from the projection when it has caught up,
+    otherwise computed from the stream (projections lag; clients may read their own writes)."""
+    stored = views.get(view_id)
+    if stored is not None and int(stored.document.get("version", 0)) >= needed_version:
+        return _public(stored.document), "projection"
+    view = projection_from_stream(definition, events.read_stream(stream_id))
+    return (_public(view) if view else None), "stream"
+
+
+def _public(document: JsonDict) -> JsonDict:
+    return {k: v for k, v in document.items() if not k.startswith("_") and k != "id"}

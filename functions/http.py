@@ -1,0 +1,175 @@
+"""HTTP plumbing shared by both services: JSON bodies, problem+json errors, request context.
+
+Every client mistake becomes a 4xx problem document that says what is wrong; only bugs are 500s,
+and even then the response carries no stack trace.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import re
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+import azure.functions as func
+from pydantic import BaseModel, ValidationError
+
+from domain.errors import (
+    AlreadyExists,
+    CartChanged,
+    DomainError,
+    InvalidCommand,
+    InvalidTransition,
+    PaymentMismatch,
+    StreamNotFound,
+)
+from eventstore.clock import new_id
+from eventstore.commands import CommandContext
+from eventstore.errors import ConcurrencyError, TransientError
+
+log = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 64 * 1024
+CORRELATION_HEADER = "X-Correlation-Id"
+CAUSATION_HEADER = "X-Causation-Id"
+PROBLEM_JSON = "application/problem+json"
+_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, title: str, detail: str,
+                 errors: list[dict[str, str]] | None = None,
+                 headers: Mapping[str, str] | None = None) -> None:
+        super().__init__(detail)
+        self.status, self.title, self.detail = status, title, detail
+        self.errors = errors
+        self.headers = dict(headers or {})
+
+
+def json_response(body: Any, status: int = 200, headers: Mapping[str, str] | None = None
+                  ) -> func.HttpResponse:
+    return func.HttpResponse(json.dumps(body, separators=(",", ":")), status_code=status,
+                             mimetype="application/json", headers=dict(headers or {}))
+
+
+def problem(status: int, title: str, detail: str, errors: list[dict[str, str]] | None = None,
+            headers: Mapping[str, str] | None = None) -> func.HttpResponse:
+    body: dict[str, Any] = {
+        "type": f"https://httpstatuses.io/{status}",
+        "title": title,
+        "status": status,
+        "detail": detail,
+    }
+    if errors:
+        body["errors"] = errors
+    return func.HttpResponse(json.dumps(body), status_code=status, mimetype=PROBLEM_JSON,
+                             headers=dict(headers or {}))
+
+
+def read_json(req: func.HttpRequest, model: type[M], *, optional: bool = False) -> M:
+    body = req.get_body() or b""
+    if len(body) > MAX_BODY_BYTES:
+        raise ApiError(413, "Payload too large",
+                       f"the body has {len(body)} bytes; the limit is {MAX_BODY_BYTES}")
+    if not body.strip():
+        if optional:
+            return model()
+        raise ApiError(400, "Invalid request body", "a JSON object body is required")
+    try:
+        payload = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ApiError(400, "Malformed JSON", f"the body is not valid JSON: {error}") from None
+    if not isinstance(payload, dict):
+        raise ApiError(400, "Invalid request body",
+                       f"the body must be a JSON object, not {type(payload).__name__}")
+    try:
+        return model.model_validate(payload)
+    except ValidationError as error:
+        errors = [
+            {"field": ".".join(str(p) for p in e["loc"]) or "(body)", "message": e["msg"]}
+            for e in error.errors()
+        ]
+        fields = ", ".join(e["field"] for e in errors)
+        raise ApiError(400, "Invalid request body", f"invalid field(s): {fields}",
+                       errors) from None
+
+
+def route_id(req: func.HttpRequest, name: str, what: str) -> str:
+    """A path id; one that could never have been issued is simply not found."""
+    value = req.route_params.get(name, "")
+    if not _ID_PATTERN.match(value):
+        raise ApiError(404, f"{what.capitalize()} not found", f"no {what} with id {value!r}")
+    return value
+
+
+def min_version(req: func.HttpRequest) -> int:
+    raw = req.params.get("minVersion", "0")
+    if not raw.isdigit():
+        raise ApiError(400, "Invalid query parameter",
+                       f"minVersion must be a non-negative integer, got {raw!r}",
+                       [{"field": "minVersion", "message": "must be a non-negative integer"}])
+    return int(raw)
+
+
+def command_context(req: func.HttpRequest) -> CommandContext:
+    """Correlation id from the caller (or new); the causation is this request, unless another
+    service says which of its commands caused it."""
+    correlation = (req.headers.get(CORRELATION_HEADER) or "").strip()[:128] or new_id()
+    causation = (req.headers.get(CAUSATION_HEADER) or "").strip()[:128] or new_id()
+    return CommandContext(correlation_id=correlation, causation_id=causation)
+
+
+_DOMAIN_STATUS: list[tuple[type[DomainError], int, str]] = [
+    (InvalidCommand, 400, "Invalid request"),
+    (StreamNotFound, 404, "Not found"),
+    (AlreadyExists, 409, "Conflict"),
+    (InvalidTransition, 409, "Not allowed in the current state"),
+    (PaymentMismatch, 409, "Payment mismatch"),
+    (CartChanged, 409, "Cart changed"),
+]
+
+
+def _domain_problem(error: DomainError) -> func.HttpResponse:
+    for error_type, status, title in _DOMAIN_STATUS:
+        if isinstance(error, error_type):
+            field = getattr(error, "field", None)
+            errors = [{"field": field, "message": error.message}] if field else None
+            return problem(status, title, error.message, errors)
+    return problem(409, "Refused", error.message)
+
+
+Handler = Callable[[func.HttpRequest], func.HttpResponse]
+
+
+def http_endpoint(handler: Handler) -> Handler:
+    """Turn exceptions into problem responses and echo the correlation id."""
+
+    @functools.wraps(handler)
+    def wrapper(req: func.HttpRequest) -> func.HttpResponse:
+        try:
+            response = handler(req)
+        except ApiError as error:
+            response = problem(error.status, error.title, error.detail, error.errors,
+                               error.headers)
+        except DomainError as error:
+            response = _domain_problem(error)
+        except ConcurrencyError as error:
+            response = problem(409, "Concurrent modification", str(error))
+        except TransientError as error:
+            log.warning("transient failure in %s: %r", handler.__name__, error)
+            response = problem(503, "Service unavailable",
+                               "a backend is temporarily unavailable; retry shortly",
+                               headers={"Retry-After": "2"})
+        except Exception:
+            log.exception("unhandled error in %s", handler.__name__)
+            response = problem(500, "Internal error", "an unexpected error occurred")
+        correlation = req.headers.get(CORRELATION_HEADER)
+        if correlation:
+            response.headers[CORRELATION_HEADER] = correlation
+        return response
+
+    return wrapper

@@ -1,0 +1,141 @@
+"""The ``backend`` fixture the store contract suite runs against, once per backend.
+
+To add a backend: write a factory ``(tmp_path: Path) -> ContextManager[Backend]`` that yields an
+object with ``events``, ``views``, ``dead_letters`` and ``reopen()`` over a fresh, empty data
+location (unique database/container names), and cleans everything up on exit; then add it to
+``BACKEND_FACTORIES`` under a name, and any pytest marks (e.g. ``pytest.mark.cosmos``) to
+``BACKEND_MARKS`` under the same name. The tests themselves do not change.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
+from typing import Protocol
+
+import pytest
+
+from eventstore.embedded.sqlite_store import EmbeddedDatabase
+from eventstore.ports import (
+    ChangeFeed,
+    CheckpointStore,
+    Commit,
+    DeadLetterStore,
+    EventRecord,
+    EventStore,
+    ViewStore,
+)
+
+
+class BackendEvents(EventStore, ChangeFeed, CheckpointStore, Protocol):
+    """What the suite needs from ``backend.events``."""
+
+
+class Backend(Protocol):
+    @property
+    def events(self) -> BackendEvents: ...
+
+    @property
+    def views(self) -> ViewStore: ...
+
+    @property
+    def dead_letters(self) -> DeadLetterStore: ...
+
+    def reopen(self) -> Backend:
+        """A fresh object over the same data (new connections / new client), as a restarted
+        process would see it. The old object must not be used afterwards."""
+        ...
+
+
+# -- helpers shared by the suite (and tests/test_sqlite_store.py) -------------------------------
+
+
+def new_stream(prefix: str = "order") -> str:
+    return f"{prefix}-{uuid.uuid4().hex}"
+
+
+def make_commit(
+    stream_id: str,
+    first_version: int,
+    count: int = 1,
+    *,
+    tag: str = "t",
+    data: dict[str, object] | None = None,
+) -> Commit:
+    events = tuple(
+        EventRecord(
+            version=version,
+            event_id=uuid.uuid4().hex,
+            type="ItemAddedToCart",
+            schema_version=1,
+            occurred_at="2024-05-01T12:00:00.000000+00:00",
+            data=dict(data) if data is not None else {"n": version, "tag": tag},
+        )
+        for version in range(first_version, first_version + count)
+    )
+    return Commit(
+        stream_id=stream_id,
+        stream_type=stream_id.split("-", 1)[0],
+        events=events,
+        correlation_id=tag,
+        causation_id=f"cmd-{uuid.uuid4().hex}",
+        committed_at="2024-05-01T12:00:00.000001+00:00",
+    )
+
+
+# -- embedded (SQLite) ---------------------------------------------------------------------------
+
+
+class EmbeddedBackend:
+    def __init__(self, path: Path, opened: list[EmbeddedDatabase]) -> None:
+        # Deliberately not open_embedded_database(): reopen() must bypass the per-process cache.
+        self._database = EmbeddedDatabase(path)
+        self._opened = opened
+        opened.append(self._database)
+
+    @property
+    def events(self) -> BackendEvents:
+        return self._database.events
+
+    @property
+    def views(self) -> ViewStore:
+        return self._database.views
+
+    @property
+    def dead_letters(self) -> DeadLetterStore:
+        return self._database.dead_letters
+
+    def reopen(self) -> Backend:
+        self._database.close()
+        return EmbeddedBackend(self._database.path, self._opened)
+
+
+@contextmanager
+def embedded_backend(tmp_path: Path) -> Iterator[Backend]:
+    opened: list[EmbeddedDatabase] = []
+    try:
+        yield EmbeddedBackend(tmp_path / "contract" / "store.db", opened)
+    finally:
+        for database in opened:
+            database.close()
+
+
+# -- registry ------------------------------------------------------------------------------------
+
+BACKEND_FACTORIES: dict[str, Callable[[Path], AbstractContextManager[Backend]]] = {
+    "embedded": embedded_backend,
+}
+
+BACKEND_MARKS: dict[str, list[pytest.MarkDecorator]] = {}
+
+
+@pytest.fixture(
+    params=[
+        pytest.param(name, id=name, marks=BACKEND_MARKS.get(name, [])) for name in BACKEND_FACTORIES
+    ]
+)
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
+    with BACKEND_FACTORIES[request.param](tmp_path) as opened:
+        yield opened

@@ -1,0 +1,133 @@
+"""Event codecs: the stored format is exact (camelCase, schema version 1) and round-trips."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import pytest
+
+from domain import orders, payments
+from domain.decider import Decider, EncodedEvent
+
+from .helpers import bogus
+
+# Every event type with the exact data it must be stored as.
+ORDER_GOLDEN: list[tuple[orders.OrderEvent, dict[str, Any]]] = [
+    (
+        orders.OrderCreated("o-1", "c-1", "EUR"),
+        {"orderId": "o-1", "customerId": "c-1", "currency": "EUR"},
+    ),
+    (
+        orders.ItemAddedToCart("item-1", "sku-1", 2, 1500),
+        {"cartItemId": "item-1", "productId": "sku-1", "quantity": 2, "unitPrice": 1500},
+    ),
+    (orders.ItemDeletedFromCart("item-1"), {"cartItemId": "item-1"}),
+    (
+        orders.OrderPreparedToPay("pay-1", 3000, "EUR"),
+        {"paymentId": "pay-1", "amount": 3000, "currency": "EUR"},
+    ),
+    (orders.OrderPaid("pay-1"), {"paymentId": "pay-1"}),
+    (orders.OrderPaymentFailed("pay-1", "declined"), {"paymentId": "pay-1", "reason": "declined"}),
+    (orders.OrderCancelled("bye"), {"reason": "bye"}),
+]
+
+PAYMENT_GOLDEN: list[tuple[payments.PaymentEvent, dict[str, Any]]] = [
+    (
+        payments.PaymentCreated("pay-1", "o-1", 3000, "EUR"),
+        {"paymentId": "pay-1", "referenceId": "o-1", "amount": 3000, "currency": "EUR"},
+    ),
+    (payments.PaymentStarted(), {}),
+    (payments.PaymentCompleted("AUTH-1"), {"authorizationCode": "AUTH-1"}),
+    (payments.PaymentFailed("declined"), {"reason": "declined"}),
+]
+
+GOLDEN: list[Any] = [
+    pytest.param(orders.order_decider, event, data, id=type(event).__name__)
+    for event, data in ORDER_GOLDEN
+] + [
+    pytest.param(payments.payment_decider, event, data, id=type(event).__name__)
+    for event, data in PAYMENT_GOLDEN
+]
+
+DECIDERS: list[Any] = [
+    pytest.param(orders.order_decider, ORDER_GOLDEN, id="order"),
+    pytest.param(payments.payment_decider, PAYMENT_GOLDEN, id="payment"),
+]
+
+
+def test_every_event_type_has_a_golden_example() -> None:
+    assert {type(e).__name__ for e, _ in ORDER_GOLDEN} == orders.ORDER_EVENT_TYPES
+    assert {type(e).__name__ for e, _ in PAYMENT_GOLDEN} == payments.PAYMENT_EVENT_TYPES
+    assert len(orders.ORDER_EVENT_TYPES) == 7 and len(payments.PAYMENT_EVENT_TYPES) == 4
+
+
+@pytest.mark.parametrize(("decider", "event", "data"), GOLDEN)
+def test_encode_is_exact_and_decode_round_trips(
+    decider: Decider[Any, Any, Any], event: Any, data: dict[str, Any]
+) -> None:
+    encoded = decider.encode(event)
+    assert encoded == EncodedEvent(type=type(event).__name__, schema_version=1, data=data)
+    stored = json.loads(json.dumps(encoded.data))
+    assert decider.decode(encoded.type, encoded.schema_version, stored) == event
+
+
+@pytest.mark.parametrize(("decider", "golden"), DECIDERS)
+def test_decode_ignores_unknown_fields(decider: Decider[Any, Any, Any], golden: Any) -> None:
+    # Tolerant reader: a later writer may add optional fields without a new schema version.
+    for event, data in golden:
+        assert decider.decode(type(event).__name__, 1, {**data, "extra": True}) == event
+
+
+@pytest.mark.parametrize(("decider", "golden"), DECIDERS)
+def test_decode_rejects_unknown_types(decider: Decider[Any, Any, Any], golden: Any) -> None:
+    with pytest.raises(ValueError, match="unknown .* event type 'NoSuchEvent'"):
+        decider.decode("NoSuchEvent", 1, {})
+    # Event types are per aggregate: a payment event is not an order event and vice versa.
+    other = PAYMENT_GOLDEN if golden is ORDER_GOLDEN else ORDER_GOLDEN
+    event, data = other[0]
+    with pytest.raises(ValueError, match="unknown"):
+        decider.decode(type(event).__name__, 1, data)
+
+
+@pytest.mark.parametrize(("decider", "golden"), DECIDERS)
+def test_decode_rejects_unknown_schema_versions(
+    decider: Decider[Any, Any, Any], golden: Any
+) -> None:
+    event, data = golden[0]
+    for version in (0, 2):
+        with pytest.raises(ValueError, match=f"unsupported schema version {version}"):
+            decider.decode(type(event).__name__, version, data)
+
+
+@pytest.mark.parametrize(("decider", "event", "data"), GOLDEN)
+def test_decode_rejects_missing_or_mistyped_fields(
+    decider: Decider[Any, Any, Any], event: Any, data: dict[str, Any]
+) -> None:
+    name = type(event).__name__
+    for key, value in data.items():
+        missing = {k: v for k, v in data.items() if k != key}
+        with pytest.raises(ValueError, match=f"'{key}'"):
+            decider.decode(name, 1, missing)
+        # A string where an int belongs and vice versa; a bool is not an int either.
+        wrong: object = True if isinstance(value, int) else 12
+        with pytest.raises(ValueError, match=f"'{key}'"):
+            decider.decode(name, 1, {**data, key: wrong})
+
+
+@pytest.mark.parametrize(("decider", "golden"), DECIDERS)
+def test_decode_rejects_data_that_is_not_an_object(
+    decider: Decider[Any, Any, Any], golden: Any
+) -> None:
+    event, _ = golden[0]
+    not_a_mapping: Mapping[str, Any] = ["not", "an", "object"]  # type: ignore[assignment]
+    with pytest.raises(ValueError, match="must be a JSON object, got list"):
+        decider.decode(type(event).__name__, 1, not_a_mapping)
+
+
+def test_encode_rejects_what_is_not_an_event() -> None:
+    with pytest.raises(TypeError, match="not an order event"):
+        orders.encode(bogus())
+    with pytest.raises(TypeError, match="not a payment event"):
+        payments.encode(bogus())
