@@ -97,9 +97,11 @@ def parse_message(
     subject: str | None, application_properties: Mapping[str, Any], body: bytes
 ) -> IntegrationMessage:
     raw_version = application_properties.get(CONTRACT_VERSION_PROPERTY)
+    if isinstance(raw_version, bytes):
+        raw_version = raw_version.decode(errors="replace")
     try:
-        version = int(raw_version.decode() if isinstance(raw_version, bytes) else raw_version)
-    except (TypeError, ValueError):
+        version = int(str(raw_version))
+    except ValueError:
         raise ContractError(
             f"message {subject!r} has no valid {CONTRACT_VERSION_PROPERTY!r} property"
         ) from None

@@ -75,8 +75,8 @@ def run(options: HostOptions) -> None:
     if index.bus:
         if options.backend == "embedded":
             bus = runtime.embedded_bus()
-            for spec in index.bus:
-                threads.extend(BusWorker(spec, bus, stop, i)
+            for bus_spec in index.bus:
+                threads.extend(BusWorker(bus_spec, bus, stop, i)
                                for i in range(BUS_WORKERS_PER_FUNCTION))
         else:
             log.warning("--backend azure: Service Bus-triggered functions are not run by this "

@@ -30,7 +30,7 @@ class RetryPolicy:
         """Seconds to wait before retry number ``retry`` (1-based)."""
         if self.strategy == "fixed_delay":
             return self.delay
-        return min(self.maximum, self.minimum * (2 ** (retry - 1)))
+        return min(self.maximum, self.minimum * 2.0 ** (retry - 1))
 
     def allows(self, retry: int) -> bool:
         return self.max_retry_count < 0 or retry <= self.max_retry_count
@@ -177,7 +177,7 @@ def compile_route(route: str) -> tuple[re.Pattern[str], tuple[int, ...]]:
 def _timespan(value: str | None) -> float:
     if not value:
         return 0.0
-    hours, minutes, seconds = value.split(":")
+    hours, minutes, seconds = str(value).split(":")
     return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
 
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from domain import orders, payments
+from domain import orders
+from domain import payments
 
 View = dict[str, Any]
 

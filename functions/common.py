@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
 
 import azure.functions as func
 
@@ -16,15 +16,17 @@ from functions.http import ApiError, json_response
 
 log = logging.getLogger(__name__)
 
+F = TypeVar("F", bound=Callable[..., Any])
+
 # Change-feed functions retry forever with backoff: a transient outage must not skip events
 # (with a bounded count the host would move the checkpoint on). Poison is parked by the handlers,
 # so only transient errors ever reach this policy.
-FEED_RETRY: Mapping[str, str] = {
-    "strategy": "exponential_backoff",
-    "max_retry_count": "-1",
-    "minimum_interval": "00:00:01",
-    "maximum_interval": "00:01:00",
-}
+def feed_retry(bp: func.Blueprint) -> Callable[[F], F]:
+    decorator: Callable[[F], F] = bp.retry(strategy="exponential_backoff", max_retry_count="-1",
+                                           minimum_interval="00:00:01",
+                                           maximum_interval="00:01:00")
+    return decorator
+
 FEED_BATCH_SIZE = 100
 
 

@@ -100,7 +100,7 @@ def read_json(req: func.HttpRequest, model: type[M], *, optional: bool = False) 
 
 def route_id(req: func.HttpRequest, name: str, what: str) -> str:
     """A path id; one that could never have been issued is simply not found."""
-    value = req.route_params.get(name, "")
+    value = str(req.route_params.get(name, ""))
     if not _ID_PATTERN.match(value):
         raise ApiError(404, f"{what.capitalize()} not found", f"no {what} with id {value!r}")
     return value
@@ -118,8 +118,8 @@ def min_version(req: func.HttpRequest) -> int:
 def command_context(req: func.HttpRequest) -> CommandContext:
     """Correlation id from the caller (or new); the causation is this request, unless another
     service says which of its commands caused it."""
-    correlation = (req.headers.get(CORRELATION_HEADER) or "").strip()[:128] or new_id()
-    causation = (req.headers.get(CAUSATION_HEADER) or "").strip()[:128] or new_id()
+    correlation = str(req.headers.get(CORRELATION_HEADER) or "").strip()[:128] or new_id()
+    causation = str(req.headers.get(CAUSATION_HEADER) or "").strip()[:128] or new_id()
     return CommandContext(correlation_id=correlation, causation_id=causation)
 
 
@@ -133,13 +133,18 @@ _DOMAIN_STATUS: list[tuple[type[DomainError], int, str]] = [
 ]
 
 
-def _domain_problem(error: DomainError) -> func.HttpResponse:
+def _domain_problem(error: DomainError, req: func.HttpRequest) -> func.HttpResponse:
+    detail = error.message
+    if isinstance(error, StreamNotFound):
+        # The domain cannot name what does not exist; the route can.
+        ids = ", ".join(f"{k}={v}" for k, v in req.route_params.items())
+        detail = f"{detail} ({ids})" if ids else detail
     for error_type, status, title in _DOMAIN_STATUS:
         if isinstance(error, error_type):
             field = getattr(error, "field", None)
             errors = [{"field": field, "message": error.message}] if field else None
-            return problem(status, title, error.message, errors)
-    return problem(409, "Refused", error.message)
+            return problem(status, title, detail, errors)
+    return problem(409, "Refused", detail)
 
 
 Handler = Callable[[func.HttpRequest], func.HttpResponse]
@@ -156,7 +161,7 @@ def http_endpoint(handler: Handler) -> Handler:
             response = problem(error.status, error.title, error.detail, error.errors,
                                error.headers)
         except DomainError as error:
-            response = _domain_problem(error)
+            response = _domain_problem(error, req)
         except ConcurrencyError as error:
             response = problem(409, "Concurrent modification", str(error))
         except TransientError as error:

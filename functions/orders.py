@@ -19,8 +19,8 @@ from eventstore.publishing import Publisher
 from functions import runtime
 from functions.common import (
     FEED_BATCH_SIZE,
-    FEED_RETRY,
     commits_from,
+    feed_retry,
     message_context,
     read_view,
     stream_events_response,
@@ -39,7 +39,7 @@ from functions.settings import setting
 
 log = logging.getLogger(__name__)
 
-bp = func.Blueprint()
+bp = func.Blueprint()  # type: ignore[no-untyped-call]
 
 PROJECTOR = "orders-projector-v1"
 PUBLISHER = "orders-publisher-v1"
@@ -183,7 +183,7 @@ def get_order_events(req: func.HttpRequest) -> func.HttpResponse:
 
 
 @bp.function_name("orders_projector")
-@bp.retry(**FEED_RETRY)
+@feed_retry(bp)
 @bp.cosmos_db_trigger(arg_name="documents", connection="COSMOS",
                       database_name="%ORDERS_DATABASE%", container_name="%EVENTS_CONTAINER%",
                       lease_container_name="%LEASES_CONTAINER%",
@@ -205,7 +205,7 @@ def map_order_event(commit: Commit, record: EventRecord) -> list[OutboundMessage
 
 
 @bp.function_name("orders_publisher")
-@bp.retry(**FEED_RETRY)
+@feed_retry(bp)
 @bp.cosmos_db_trigger(arg_name="documents", connection="COSMOS",
                       database_name="%ORDERS_DATABASE%", container_name="%EVENTS_CONTAINER%",
                       lease_container_name="%LEASES_CONTAINER%",

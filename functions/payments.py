@@ -19,8 +19,8 @@ from eventstore.publishing import Publisher
 from functions import runtime
 from functions.common import (
     FEED_BATCH_SIZE,
-    FEED_RETRY,
     commits_from,
+    feed_retry,
     message_context,
     read_view,
     stream_events_response,
@@ -38,7 +38,7 @@ from functions.settings import int_setting, setting
 
 log = logging.getLogger(__name__)
 
-bp = func.Blueprint()
+bp = func.Blueprint()  # type: ignore[no-untyped-call]
 
 PROJECTOR = "payments-projector-v1"
 PUBLISHER = "payments-publisher-v1"
@@ -126,7 +126,7 @@ def get_payment_events(req: func.HttpRequest) -> func.HttpResponse:
 
 
 @bp.function_name("payments_projector")
-@bp.retry(**FEED_RETRY)
+@feed_retry(bp)
 @bp.cosmos_db_trigger(arg_name="documents", connection="COSMOS",
                       database_name="%PAYMENTS_DATABASE%", container_name="%EVENTS_CONTAINER%",
                       lease_container_name="%LEASES_CONTAINER%",
@@ -156,7 +156,7 @@ def map_payment_event(commit: Commit, record: EventRecord) -> list[OutboundMessa
 
 
 @bp.function_name("payments_publisher")
-@bp.retry(**FEED_RETRY)
+@feed_retry(bp)
 @bp.cosmos_db_trigger(arg_name="documents", connection="COSMOS",
                       database_name="%PAYMENTS_DATABASE%", container_name="%EVENTS_CONTAINER%",
                       lease_container_name="%LEASES_CONTAINER%",

@@ -194,11 +194,18 @@ def test_dead_letter_after_max_delivery_count(bus: EmbeddedBus) -> None:
         bus.abandon(m)
 
     assert counts == [1, 2, 3]
+    # The last abandon moved it at once: the dead-letter queue itself can deliver it.
+    [from_dlq] = bus.receive("q/$DeadLetterQueue")
+    assert (from_dlq.message_id, from_dlq.dead_letter_reason) == (
+        "poison",
+        MAX_DELIVERY_COUNT_EXCEEDED,
+    )
+    bus.abandon(from_dlq)  # no max delivery count in the dead-letter queue
     [dead] = bus.peek_dead_letters("q")
     assert dead.message_id == "poison"
     assert dead.reason == MAX_DELIVERY_COUNT_EXCEEDED
     assert dead.description == "Message could not be consumed after 3 delivery attempts."
-    assert dead.delivery_count == 3
+    assert dead.delivery_count == 4  # 3 from the queue + 1 from the dead-letter queue
     assert dead.entity_path == "q"
     assert ids(bus.receive("q", max_messages=10)) == ["fine"]
 
@@ -510,13 +517,13 @@ def test_concurrent_receivers_on_separate_connections(db: Path) -> None:
         assert sorted(completed) == expected
 
 
-def _drain_in_child(path: str, results: multiprocessing.Queue[list[str]]) -> None:
+def _drain_in_child(path: str, results: multiprocessing.Queue[list[tuple[str, int]]]) -> None:
     with EmbeddedBus(path) as bus:
-        done: list[str] = []
+        done: list[tuple[str, int]] = []
         while batch := bus.receive("q", max_messages=3, timeout=0.5):
             for m in batch:
                 bus.complete(m)
-                done.append(m.message_id)
+                done.append((m.message_id, m.delivery_count))
         results.put(done)
 
 
@@ -527,7 +534,7 @@ def test_receivers_in_several_processes_share_the_file(db: Path) -> None:
         bus.send([msg("q", mid) for mid in expected])
 
     ctx = multiprocessing.get_context("spawn")
-    results: multiprocessing.Queue[list[str]] = ctx.Queue()
+    results: multiprocessing.Queue[list[tuple[str, int]]] = ctx.Queue()
     children = [ctx.Process(target=_drain_in_child, args=(str(db), results)) for _ in range(3)]
     for child in children:
         child.start()
@@ -536,8 +543,8 @@ def test_receivers_in_several_processes_share_the_file(db: Path) -> None:
         child.join(timeout=30.0)
         assert child.exitcode == 0
 
-    completed = [mid for done in per_child for mid in done]
-    assert sorted(completed) == expected
+    completed = [entry for done in per_child for entry in done]
+    assert sorted(completed) == [(mid, 1) for mid in expected]  # each once, never redelivered
 
 
 def test_publisher_implements_the_port_over_a_shared_bus(tmp_path: Path) -> None:

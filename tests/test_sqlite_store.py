@@ -32,23 +32,39 @@ def _close_shared_databases() -> Iterator[None]:
     close_all()
 
 
+class _SignallingCondition(threading.Condition):
+    """A Condition that reports when a thread blocks in wait(), so a test can append only once
+    the waiter is really waiting (otherwise it could find the commit without any wake-up)."""
+
+    def __init__(self) -> None:
+        super().__init__(threading.Lock())
+        self.waiting = threading.Event()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self.waiting.set()
+        return super().wait(timeout)
+
+
 def wait_in_thread(
-    database: EmbeddedDatabase, checkpoint: str | None, timeout: float
-) -> tuple[threading.Thread, threading.Event, dict[str, float | bool]]:
-    """Start a thread blocked in wait_for_commits; returns it, an event set just before it blocks,
-    and a dict that receives its result and the monotonic time it returned."""
+    database: EmbeddedDatabase,
+    checkpoint: str | None,
+    timeout: float,
+    monkeypatch: pytest.MonkeyPatch,
+) -> tuple[threading.Thread, dict[str, float | bool]]:
+    """Start a thread blocked in wait_for_commits; returns once it is blocked, with the thread and
+    a dict that receives its result and the monotonic time it returned."""
+    condition = _SignallingCondition()
+    monkeypatch.setattr(database.events, "_appended", condition)  # white-box: see the class
     result: dict[str, float | bool] = {}
-    started = threading.Event()
 
     def run() -> None:
-        started.set()
         result["woke"] = database.events.wait_for_commits(checkpoint, timeout)
         result["at"] = time.monotonic()
 
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
-    assert started.wait(10)
-    return thread, started, result
+    assert condition.waiting.wait(30), "the waiter never blocked"
+    return thread, result
 
 
 # -- wake-up -------------------------------------------------------------------------------------
@@ -63,11 +79,12 @@ def test_wait_for_commits_wakes_on_append_in_this_process(
     stream = new_stream()
     database.events.append(make_commit(stream, 1))
     checkpoint = database.events.head_checkpoint()
-    thread, _, result = wait_in_thread(database, checkpoint, timeout=120)
+    thread, result = wait_in_thread(database, checkpoint, 120, monkeypatch)
 
     appended_at = time.monotonic()
     database.events.append(make_commit(stream, 2))
     thread.join(30)
+    assert not thread.is_alive(), "wait_for_commits did not return"
 
     assert result["woke"] is True
     assert result["at"] - appended_at < 5.0  # promptly, i.e. nowhere near the 60 s poll
@@ -75,15 +92,18 @@ def test_wait_for_commits_wakes_on_append_in_this_process(
     assert [c.version for c in page.commits] == [2]
 
 
-def test_wait_for_commits_sees_appends_through_another_handle_of_the_file(tmp_path: Path) -> None:
+def test_wait_for_commits_sees_appends_through_another_handle_of_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     path = tmp_path / "orders.db"
     waiter = EmbeddedDatabase(path)
     writer = EmbeddedDatabase(path)  # as another process would: own connections, own wake-up
     try:
-        thread, _, result = wait_in_thread(waiter, None, timeout=60)
+        thread, result = wait_in_thread(waiter, None, 60, monkeypatch)
         appended_at = time.monotonic()
         writer.events.append(make_commit(new_stream(), 1))
         thread.join(30)
+        assert not thread.is_alive(), "wait_for_commits did not return"
 
         assert result["woke"] is True
         assert result["at"] - appended_at < 10.0  # found by re-checking the file (0.25 s)
@@ -268,15 +288,14 @@ CHILD = textwrap.dedent(
 
     path, stream, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
     events = open_embedded_database(path).events
-    won = 0
+    won = version = 0
     while won < count:
-        known = events.read_stream(stream)
-        version = known[-1].version if known else 0
         try:
             events.append(make_commit(stream, version + 1, tag="child"))
             won += 1
+            version += 1
         except ConcurrencyError:
-            pass
+            version = events.read_stream(stream, version)[-1].version
     print(won)
     """
 )

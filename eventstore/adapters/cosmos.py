@@ -22,9 +22,13 @@ them for the emulator and tests.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import contextvars
 import ipaddress
 import logging
+import os
+import ssl
 import threading
 import warnings
 from collections.abc import Callable, Iterator, Mapping
@@ -59,6 +63,7 @@ __all__ = [
     "ensure_containers",
     "is_loopback_endpoint",
     "is_transient_status",
+    "open_cosmos_database",
 ]
 
 logger = logging.getLogger(__name__)
@@ -69,8 +74,6 @@ retry-with (449), and server-side failures/unavailability."""
 
 STREAM_PAGE_SIZE = 1000
 """Commits per page of ``read_stream``: a stream up to this many commits is one request."""
-
-SYSTEM_PROPERTIES = ("_rid", "_self", "_etag", "_attachments", "_ts", "_lsn")
 
 
 # --------------------------------------------------------------------------------------------
@@ -176,6 +179,26 @@ def is_transient_status(status_code: int | None) -> bool:
     return status_code is not None and status_code in TRANSIENT_STATUS_CODES
 
 
+def _is_certificate_error(error: BaseException) -> bool:
+    """True when an untrusted TLS certificate is somewhere in the error's chain: a permanent
+    failure (configuration), not a transient one."""
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [error]
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, ssl.SSLCertVerificationError):
+            return True
+        pending.extend((current.__cause__, current.__context__))
+        inner = getattr(current, "inner_exception", None)
+        if isinstance(inner, BaseException):
+            pending.append(inner)
+        pending.extend(arg for arg in current.args if isinstance(arg, BaseException))
+    return False
+
+
 def _raise_translated(operation: str, error: Exception) -> NoReturn:
     """Raise ``TransientError`` for retryable failures; re-raise anything else unchanged."""
     if isinstance(error, CosmosHttpResponseError):
@@ -185,7 +208,9 @@ def _raise_translated(operation: str, error: Exception) -> NoReturn:
                 f"(substatus {error.sub_status}): {error.message}"
             ) from error
         raise error
-    if isinstance(error, ServiceRequestError | ServiceResponseError | CosmosClientTimeoutError):
+    if isinstance(
+        error, ServiceRequestError | ServiceResponseError | CosmosClientTimeoutError
+    ) and not _is_certificate_error(error):
         raise TransientError(f"Cosmos DB {operation} failed: {error}") from error
     raise error
 
@@ -206,10 +231,6 @@ def _translated(operation: str) -> Iterator[None]:
 # --------------------------------------------------------------------------------------------
 # Stores
 # --------------------------------------------------------------------------------------------
-
-
-def _strip_system_properties(document: Mapping[str, Any]) -> JsonDict:
-    return {k: v for k, v in document.items() if k not in SYSTEM_PROPERTIES}
 
 
 class CosmosEventStore:
@@ -459,6 +480,16 @@ class CosmosDeadLetterStore:
 # --------------------------------------------------------------------------------------------
 
 
+EVENTS_INDEXING_POLICY: JsonDict = {
+    "indexingMode": "consistent",
+    "automatic": True,
+    "includedPaths": [{"path": "/streamId/?"}, {"path": "/version/?"}],
+    "excludedPaths": [{"path": "/*"}],
+}
+"""As in infra/bicep (cosmos-database.bicep): the stream read filters on streamId and orders by
+version; event bodies are not indexed."""
+
+
 @dataclass(frozen=True)
 class ContainerNames:
     events: str = "events"
@@ -480,7 +511,9 @@ def ensure_containers(
     creates them; this function is not called there."""
     with _translated("ensure_containers"):
         database = client.create_database_if_not_exists(database_name)
-        database.create_container_if_not_exists(events_container, PartitionKey("/streamId"))
+        database.create_container_if_not_exists(
+            events_container, PartitionKey("/streamId"), indexing_policy=EVENTS_INDEXING_POLICY
+        )
         for name in (views_container, deadletters_container, leases_container):
             database.create_container_if_not_exists(name, PartitionKey("/id"))
     return database
@@ -591,6 +624,12 @@ def _parse_connection_string(value: str) -> tuple[str, str]:
         raise CosmosConfigurationError(
             f"{SETTING_CONNECTION_STRING} must contain AccountEndpoint=...;AccountKey=...;"
         )
+    try:
+        base64.b64decode(key, validate=True)
+    except (binascii.Error, ValueError):
+        raise CosmosConfigurationError(
+            f"the AccountKey in {SETTING_CONNECTION_STRING} is not a base64 account key"
+        ) from None
     return endpoint, key
 
 
@@ -691,9 +730,15 @@ def _create_client(connection: _Connection, options: CosmosClientOptions) -> Cos
         kwargs["connection_verify"] = False
     try:
         return CosmosClient(connection.endpoint, credential, **kwargs)
+    except ServiceRequestError as error:
+        if _is_certificate_error(error):
+            raise CosmosConfigurationError(
+                f"the TLS certificate of {connection.endpoint} is not trusted; for the local "
+                f"emulator set {SETTING_ACCEPT_EMULATOR_CERT}=true (loopback endpoints only)"
+            ) from error
+        _raise_translated("connect", error)
     except (
         CosmosHttpResponseError,
-        ServiceRequestError,
         ServiceResponseError,
         CosmosClientTimeoutError,
     ) as error:
@@ -733,3 +778,37 @@ def close_cached_clients() -> None:
         _clients.clear()
     for client in clients:
         client.close()
+
+
+def open_cosmos_database(
+    *,
+    database: str,
+    events_container: str = "events",
+    views_container: str = "views",
+    deadletters_container: str = "deadletters",
+    leases_container: str = "leases",
+    settings: Mapping[str, str] | None = None,
+    options: CosmosClientOptions | None = None,
+    meter: RequestMeter | None = None,
+) -> CosmosDatabase:
+    """The stores of one service database, over the process-wide client for ``settings``
+    (default: the environment, i.e. the app settings).
+
+    Against a local emulator (loopback endpoint) the database and containers are created when
+    missing, so ``func start`` works on a fresh emulator; in Azure, Bicep creates them and
+    nothing is created here.
+    """
+    settings = os.environ if settings is None else settings
+    client = cosmos_client_from_settings(settings, options)
+    cosmos = CosmosDatabase(
+        client,
+        database,
+        events_container=events_container,
+        views_container=views_container,
+        deadletters_container=deadletters_container,
+        leases_container=leases_container,
+        meter=meter,
+    )
+    if is_loopback_endpoint(_connection_from_settings(settings).endpoint):
+        cosmos.ensure_containers()
+    return cosmos

@@ -143,14 +143,23 @@ _SCHEMA: Final = (
         expires_at REAL NOT NULL,
         PRIMARY KEY (entity, message_id)
     ) WITHOUT ROWID""",
-    "CREATE INDEX IF NOT EXISTS bus_duplicates_expiry ON bus_duplicates (expires_at)",
-    # AUTOINCREMENT so a sequence number is never reused after the newest message is completed:
-    # Service Bus sequence numbers only grow, and FIFO order is seq order.
+    # No index on expires_at: it would cost every send a page write, for a purge that scans the
+    # table once a minute.
+    # Sequence numbers come from this counter, never reused (a plain rowid would reuse the
+    # number of a completed newest message), as on Service Bus; FIFO order is seq order. One
+    # counter update per send call, where AUTOINCREMENT would update sqlite_sequence per row.
+    # Also holds the schema version: PRAGMA user_version belongs to the whole file, which the
+    # bus may share with other embedded stores.
+    """CREATE TABLE IF NOT EXISTS bus_meta (
+        name TEXT PRIMARY KEY,
+        value INTEGER NOT NULL
+    ) WITHOUT ROWID""",
+    "INSERT OR IGNORE INTO bus_meta (name, value) VALUES ('sequence', 0)",
     # `entity` is the receivable path: a queue, a subscription, or either's DLQ path, so moving a
     # message to the dead-letter sub-queue is one UPDATE and the DLQ is receivable like any queue.
     # locked_until = 0 means never locked or released; an expired lock needs no cleanup.
     """CREATE TABLE IF NOT EXISTS bus_messages (
-        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        seq INTEGER PRIMARY KEY,
         entity TEXT NOT NULL,
         message_id TEXT NOT NULL,
         subject TEXT NOT NULL,
@@ -193,8 +202,11 @@ _CLAIM_MESSAGE_ID: Final = (
 _PURGE_DUPLICATES: Final = "DELETE FROM bus_duplicates WHERE expires_at <= ?"
 _INSERT_MESSAGE: Final = (
     "INSERT INTO bus_messages "
-    "(entity, message_id, subject, body, correlation_id, properties, enqueued_at) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?)"
+    "(seq, entity, message_id, subject, body, correlation_id, properties, enqueued_at) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_RESERVE_SEQUENCE: Final = (
+    "UPDATE bus_meta SET value = value + ? WHERE name = 'sequence' RETURNING value"
 )
 _MESSAGE_COLUMNS: Final = (
     "seq, message_id, subject, body, correlation_id, properties, enqueued_at, delivery_count, "
@@ -342,16 +354,20 @@ class EmbeddedBus:
 
     def _create_schema(self) -> None:
         with self._tx() as conn:
-            version = int(conn.execute("PRAGMA user_version").fetchone()[0])
-            if version > _SCHEMA_VERSION:
-                raise RuntimeError(
-                    f"{self.path} has bus schema version {version}; this code knows "
-                    f"{_SCHEMA_VERSION}. Use a newer version or delete the file."
-                )
             for statement in _SCHEMA:
                 conn.execute(statement)
-            if version < _SCHEMA_VERSION:
-                conn.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
+            conn.execute(
+                "INSERT OR IGNORE INTO bus_meta (name, value) VALUES ('schema_version', ?)",
+                (_SCHEMA_VERSION,),
+            )
+            row = conn.execute("SELECT value FROM bus_meta WHERE name = 'schema_version'")
+            version = int(row.fetchone()[0])
+            if version != _SCHEMA_VERSION:
+                # Raising rolls back the CREATE statements above: the file is left as it was.
+                raise RuntimeError(
+                    f"{self.path} has bus schema version {version}; this code knows "
+                    f"{_SCHEMA_VERSION}. Use a matching version or delete the file."
+                )
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
@@ -555,7 +571,10 @@ class EmbeddedBus:
                     (path, message_id, subject, body, correlation_id, properties, now)
                     for path in paths
                 )
-            conn.executemany(_INSERT_MESSAGE, rows)
+            if rows:
+                last = int(conn.execute(_RESERVE_SEQUENCE, (len(rows),)).fetchone()[0])
+                first = last - len(rows) + 1
+                conn.executemany(_INSERT_MESSAGE, [(first + i, *row) for i, row in enumerate(rows)])
             if now - self._last_purge >= _DUPLICATE_PURGE_INTERVAL:
                 conn.execute(_PURGE_DUPLICATES, (now,))
                 self._last_purge = now

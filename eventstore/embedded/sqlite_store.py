@@ -25,7 +25,6 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from typing import Any
 
 from eventstore.embedded.sqlite_connection import ConnectionPool, raise_translated
 from eventstore.errors import ConcurrencyError
@@ -98,8 +97,8 @@ POLL_INTERVAL = 0.25
 (appends in this process wake it immediately)."""
 
 
-def _dumps(document: Any) -> str:
-    return json.dumps(document, ensure_ascii=False, separators=(",", ":"))
+# One encoder for every write: json.dumps() with non-default options builds a new one per call.
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
 def _parse_checkpoint(checkpoint: str | None) -> int:
@@ -165,7 +164,7 @@ class SqliteEventStore:
         if not rows:
             return FeedPage(commits=[], checkpoint=checkpoint)
         commits = [Commit.from_document(json.loads(document)) for _, document in rows]
-        return FeedPage(commits=commits, checkpoint=str(rows[0][0]))
+        return FeedPage(commits=commits, checkpoint=str(rows[-1][0]))
 
     def head_checkpoint(self) -> str | None:
         """The checkpoint after the newest commit (None when the feed is empty)."""

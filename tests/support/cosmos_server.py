@@ -91,7 +91,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @dataclass(frozen=True)
 class CosmosServerInfo:
-    endpoint: str  # "https://127.0.0.1:{port}/"
+    endpoint: str  # "https://{host}:{port}/", host 127.0.0.1 unless asked otherwise
     key: str  # EMULATOR_KEY
     connection_string: str  # "AccountEndpoint=...;AccountKey=...;"
 
@@ -161,15 +161,17 @@ def _read_lines(stream: IO[str], lines: queue.Queue[str | None]) -> None:
         lines.put(None)
 
 
-def start_cosmos_server(*, timeout: float = START_TIMEOUT) -> CosmosTestServer:
-    """Start a server process and wait (up to ``timeout`` seconds) until it accepts
-    connections. The caller stops it."""
+def start_cosmos_server(
+    *, host: str = "127.0.0.1", timeout: float = START_TIMEOUT
+) -> CosmosTestServer:
+    """Start a server process on ``host`` (a loopback address) and a free port, and wait (up to
+    ``timeout`` seconds) until it accepts connections. The caller stops it."""
     node = _require_installed()
     log_fd, log_name = tempfile.mkstemp(prefix="cosmosdb-server-", suffix=".log")
     log_path = Path(log_name)
     with os.fdopen(log_fd, "w") as log_file:
         process = subprocess.Popen(
-            [node, str(LAUNCHER), "127.0.0.1", "0"],
+            [node, str(LAUNCHER), host, "0"],
             cwd=REPO_ROOT,
             stdin=subprocess.PIPE,  # the launcher exits when this pipe closes
             stdout=subprocess.PIPE,
@@ -213,14 +215,14 @@ def start_cosmos_server(*, timeout: float = START_TIMEOUT) -> CosmosTestServer:
     # The port is reported from the listen callback; still confirm it accepts connections.
     while True:
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1.0):
+            with socket.create_connection((host, port), timeout=1.0):
                 break
         except OSError:
             if time.monotonic() >= deadline or process.poll() is not None:
-                fail(f"is not accepting connections on 127.0.0.1:{port}")
+                fail(f"is not accepting connections on {host}:{port}")
             time.sleep(0.05)
 
-    endpoint = f"https://127.0.0.1:{port}/"
+    endpoint = f"https://{host}:{port}/"
     server.info = CosmosServerInfo(
         endpoint=endpoint,
         key=EMULATOR_KEY,
@@ -230,9 +232,11 @@ def start_cosmos_server(*, timeout: float = START_TIMEOUT) -> CosmosTestServer:
 
 
 @contextmanager
-def running_cosmos_server(*, timeout: float = START_TIMEOUT) -> Iterator[CosmosTestServer]:
+def running_cosmos_server(
+    *, host: str = "127.0.0.1", timeout: float = START_TIMEOUT
+) -> Iterator[CosmosTestServer]:
     """A server of its own (e.g. to stop it mid-test); the shared one is ``cosmos_server``."""
-    server = start_cosmos_server(timeout=timeout)
+    server = start_cosmos_server(host=host, timeout=timeout)
     try:
         yield server
     finally:

@@ -1,7 +1,8 @@
 // One Python function app on its own Flex Consumption plan (a Flex plan hosts a single app),
 // running as a user-assigned managed identity. The app package is deployed to a blob container
 // that the app reads with that identity. main.bicep passes the complete app settings: this module
-// adds none, so everything the app is configured with is visible in one place.
+// adds none, so everything the app is configured with is visible in one place. They are set in
+// siteConfig at creation, so the host starts with its storage connection already in place.
 //
 // FUNCTIONS_WORKER_RUNTIME and FUNCTIONS_EXTENSION_VERSION are deliberately absent: Flex
 // Consumption takes the runtime from functionAppConfig.runtime and rejects those settings.
@@ -86,6 +87,10 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
     // Key Vault references (PAYMENTS_API_KEY in Orders) resolve with the user-assigned identity.
     keyVaultReferenceIdentity: identityId
     siteConfig: {
+      appSettings: [for setting in items(appSettings): {
+        name: setting.key
+        value: setting.value
+      }]
       minTlsVersion: '1.2'
       scmMinTlsVersion: '1.2'
       http20Enabled: true
@@ -112,12 +117,6 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
       }
     }
   }
-}
-
-resource settings 'Microsoft.Web/sites/config@2024-04-01' = {
-  parent: site
-  name: 'appsettings'
-  properties: appSettings
 }
 
 output name string = site.name

@@ -1,0 +1,374 @@
+// Event-sourced Orders and Payments on Azure Functions (Flex Consumption), Cosmos DB and
+// Service Bus. Keyless: every connection uses a user-assigned managed identity, and each identity
+// holds only the data-plane roles its own service needs:
+//
+//   identity   Cosmos DB (Built-in Data Contributor)   Service Bus                       Storage (Blob Data Owner)    Key Vault (Secrets User)
+//   orders     database orders                         send: topic orders                its own account               secret payments-api-key
+//                                                      receive: topic payments/sub orders
+//   payments   database payments                       send: topic payments, queue       its own account               -
+//                                                        payment-authorizations
+//                                                      receive: queue payment-authorizations
+//
+// Both apps also hold Monitoring Metrics Publisher on Application Insights (Entra ID ingestion).
+// Deploy with `azd up`, or see docs/deploy.md for `az deployment sub create`.
+
+targetScope = 'subscription'
+
+@description('Environment name (azd). Names the resource group and seeds the resource names.')
+@minLength(1)
+@maxLength(64)
+param environmentName string
+
+@description('Region for all resources. It must offer Flex Consumption function apps.')
+@minLength(1)
+param location string
+
+@description('Resource group to create or update. Default: rg-<environmentName>.')
+param resourceGroupName string = ''
+
+@description('Cosmos DB database of the Orders service.')
+param ordersDatabaseName string = 'orders'
+
+@description('Cosmos DB database of the Payments service.')
+param paymentsDatabaseName string = 'payments'
+
+@description('Event store container in each database.')
+param eventsContainerName string = 'events'
+
+@description('Projection container in each database.')
+param viewsContainerName string = 'views'
+
+@description('Change-feed lease container in each database.')
+param leasesContainerName string = 'leases'
+
+@description('Dead-letter container in each database.')
+param deadLettersContainerName string = 'deadletters'
+
+@description('Service Bus topic for the Orders integration events.')
+param ordersTopicName string = 'orders'
+
+@description('Service Bus topic for the Payments integration events.')
+param paymentsTopicName string = 'payments'
+
+@description('Subscription on the payments topic consumed by Orders.')
+param paymentsSubscriptionName string = 'orders'
+
+@description('Service Bus queue for payment authorization commands.')
+param authorizationsQueueName string = 'payment-authorizations'
+
+@description('Simulated acquirer delay in milliseconds.')
+@minValue(0)
+param paymentsAcquirerDelayMs int = 1000
+
+@description('The simulated acquirer declines payments above this amount (minor units).')
+@minValue(0)
+param paymentsDeclineAbove int = 100000
+
+@description('Key Vault purge protection (turn on for production; it blocks `azd down --purge`).')
+param keyVaultPurgeProtection bool = false
+
+@description('Upper bound for the scale-out of each function app.')
+@minValue(40)
+@maxValue(1000)
+param functionMaximumInstanceCount int = 100
+
+var tags = {
+  'azd-env-name': environmentName
+}
+var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
+
+resource rg 'Microsoft.Resources/resourceGroups@2022-09-01' = {
+  name: empty(resourceGroupName) ? 'rg-${environmentName}' : resourceGroupName
+  location: location
+  tags: tags
+}
+
+// ---------------------------------------------------------------- identities
+
+module ordersIdentity 'modules/identity.bicep' = {
+  name: 'orders-identity'
+  scope: rg
+  params: {
+    name: 'id-orders-${resourceToken}'
+    location: location
+    tags: tags
+  }
+}
+
+module paymentsIdentity 'modules/identity.bicep' = {
+  name: 'payments-identity'
+  scope: rg
+  params: {
+    name: 'id-payments-${resourceToken}'
+    location: location
+    tags: tags
+  }
+}
+
+// ---------------------------------------------------------------- monitoring
+
+module monitoring 'modules/monitoring.bicep' = {
+  name: 'monitoring'
+  scope: rg
+  params: {
+    logAnalyticsName: 'log-${resourceToken}'
+    applicationInsightsName: 'appi-${resourceToken}'
+    location: location
+    tags: tags
+    telemetryPublisherPrincipalIds: [
+      ordersIdentity.outputs.principalId
+      paymentsIdentity.outputs.principalId
+    ]
+  }
+}
+
+// ---------------------------------------------------------------- Cosmos DB
+
+module cosmos 'modules/cosmos-account.bicep' = {
+  name: 'cosmos-account'
+  scope: rg
+  params: {
+    name: 'cosmos-${resourceToken}'
+    location: location
+    tags: tags
+  }
+}
+
+module ordersDatabase 'modules/cosmos-database.bicep' = {
+  name: 'orders-database'
+  scope: rg
+  params: {
+    accountName: cosmos.outputs.name
+    databaseName: ordersDatabaseName
+    eventsContainerName: eventsContainerName
+    viewsContainerName: viewsContainerName
+    leasesContainerName: leasesContainerName
+    deadLettersContainerName: deadLettersContainerName
+    dataContributorPrincipalId: ordersIdentity.outputs.principalId
+  }
+}
+
+module paymentsDatabase 'modules/cosmos-database.bicep' = {
+  name: 'payments-database'
+  scope: rg
+  params: {
+    accountName: cosmos.outputs.name
+    databaseName: paymentsDatabaseName
+    eventsContainerName: eventsContainerName
+    viewsContainerName: viewsContainerName
+    leasesContainerName: leasesContainerName
+    deadLettersContainerName: deadLettersContainerName
+    dataContributorPrincipalId: paymentsIdentity.outputs.principalId
+  }
+  // Cosmos DB serializes role-assignment writes on one account; run the two modules in turn.
+  dependsOn: [
+    ordersDatabase
+  ]
+}
+
+// ---------------------------------------------------------------- Service Bus
+
+module serviceBus 'modules/servicebus.bicep' = {
+  name: 'servicebus'
+  scope: rg
+  params: {
+    name: 'sb-${resourceToken}'
+    location: location
+    tags: tags
+    ordersTopicName: ordersTopicName
+    paymentsTopicName: paymentsTopicName
+    paymentsSubscriptionName: paymentsSubscriptionName
+    authorizationsQueueName: authorizationsQueueName
+  }
+}
+
+module ordersServiceBusAccess 'modules/servicebus-access.bicep' = {
+  name: 'orders-servicebus-access'
+  scope: rg
+  params: {
+    namespaceName: serviceBus.outputs.name
+    principalId: ordersIdentity.outputs.principalId
+    sendTopics: [
+      serviceBus.outputs.ordersTopicName
+    ]
+    receiveSubscriptions: [
+      {
+        topic: serviceBus.outputs.paymentsTopicName
+        subscription: serviceBus.outputs.paymentsSubscriptionName
+      }
+    ]
+  }
+}
+
+module paymentsServiceBusAccess 'modules/servicebus-access.bicep' = {
+  name: 'payments-servicebus-access'
+  scope: rg
+  params: {
+    namespaceName: serviceBus.outputs.name
+    principalId: paymentsIdentity.outputs.principalId
+    sendTopics: [
+      serviceBus.outputs.paymentsTopicName
+    ]
+    sendQueues: [
+      serviceBus.outputs.authorizationsQueueName
+    ]
+    receiveQueues: [
+      serviceBus.outputs.authorizationsQueueName
+    ]
+  }
+}
+
+// ---------------------------------------------------------------- storage (one account per app)
+
+module ordersStorage 'modules/storage.bicep' = {
+  name: 'orders-storage'
+  scope: rg
+  params: {
+    name: 'stord${resourceToken}'
+    location: location
+    tags: tags
+    deploymentContainerName: 'app-package'
+    blobDataOwnerPrincipalId: ordersIdentity.outputs.principalId
+  }
+}
+
+module paymentsStorage 'modules/storage.bicep' = {
+  name: 'payments-storage'
+  scope: rg
+  params: {
+    name: 'stpay${resourceToken}'
+    location: location
+    tags: tags
+    deploymentContainerName: 'app-package'
+    blobDataOwnerPrincipalId: paymentsIdentity.outputs.principalId
+  }
+}
+
+// ---------------------------------------------------------------- Payments app
+
+var paymentsAppSettings = {
+  SERVICES: 'payments'
+  BACKEND: 'azure'
+  AZURE_CLIENT_ID: paymentsIdentity.outputs.clientId
+  AzureWebJobsStorage__accountName: paymentsStorage.outputs.name
+  AzureWebJobsStorage__credential: 'managedidentity'
+  AzureWebJobsStorage__clientId: paymentsIdentity.outputs.clientId
+  APPLICATIONINSIGHTS_CONNECTION_STRING: monitoring.outputs.applicationInsightsConnectionString
+  APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${paymentsIdentity.outputs.clientId};Authorization=AAD'
+  COSMOS__accountEndpoint: cosmos.outputs.endpoint
+  COSMOS__credential: 'managedidentity'
+  COSMOS__clientId: paymentsIdentity.outputs.clientId
+  PAYMENTS_DATABASE: paymentsDatabaseName
+  EVENTS_CONTAINER: eventsContainerName
+  VIEWS_CONTAINER: viewsContainerName
+  LEASES_CONTAINER: leasesContainerName
+  DEADLETTERS_CONTAINER: deadLettersContainerName
+  SERVICEBUS__fullyQualifiedNamespace: serviceBus.outputs.fullyQualifiedNamespace
+  SERVICEBUS__credential: 'managedidentity'
+  SERVICEBUS__clientId: paymentsIdentity.outputs.clientId
+  PAYMENTS_TOPIC: paymentsTopicName
+  AUTHORIZATIONS_QUEUE: authorizationsQueueName
+  PAYMENTS_ACQUIRER_DELAY_MS: string(paymentsAcquirerDelayMs)
+  PAYMENTS_DECLINE_ABOVE: string(paymentsDeclineAbove)
+}
+
+module paymentsApp 'modules/functionapp.bicep' = {
+  name: 'payments-app'
+  scope: rg
+  params: {
+    name: 'func-payments-${resourceToken}'
+    planName: 'plan-payments-${resourceToken}'
+    location: location
+    tags: tags
+    azdServiceName: 'payments'
+    identityId: paymentsIdentity.outputs.id
+    storageBlobEndpoint: paymentsStorage.outputs.blobEndpoint
+    deploymentContainerName: paymentsStorage.outputs.deploymentContainerName
+    maximumInstanceCount: functionMaximumInstanceCount
+    appSettings: paymentsAppSettings
+  }
+  // Start the triggers only once their data-plane roles exist.
+  dependsOn: [
+    paymentsDatabase
+    paymentsServiceBusAccess
+  ]
+}
+
+// ---------------------------------------------------------------- Payments function key for Orders
+
+module keyVault 'modules/keyvault.bicep' = {
+  name: 'keyvault'
+  scope: rg
+  params: {
+    name: 'kv-${resourceToken}'
+    location: location
+    tags: tags
+    paymentsFunctionAppName: paymentsApp.outputs.name
+    secretReaderPrincipalId: ordersIdentity.outputs.principalId
+    enablePurgeProtection: keyVaultPurgeProtection
+  }
+}
+
+// ---------------------------------------------------------------- Orders app
+
+var ordersAppSettings = {
+  SERVICES: 'orders'
+  BACKEND: 'azure'
+  AZURE_CLIENT_ID: ordersIdentity.outputs.clientId
+  AzureWebJobsStorage__accountName: ordersStorage.outputs.name
+  AzureWebJobsStorage__credential: 'managedidentity'
+  AzureWebJobsStorage__clientId: ordersIdentity.outputs.clientId
+  APPLICATIONINSIGHTS_CONNECTION_STRING: monitoring.outputs.applicationInsightsConnectionString
+  APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${ordersIdentity.outputs.clientId};Authorization=AAD'
+  COSMOS__accountEndpoint: cosmos.outputs.endpoint
+  COSMOS__credential: 'managedidentity'
+  COSMOS__clientId: ordersIdentity.outputs.clientId
+  ORDERS_DATABASE: ordersDatabaseName
+  EVENTS_CONTAINER: eventsContainerName
+  VIEWS_CONTAINER: viewsContainerName
+  LEASES_CONTAINER: leasesContainerName
+  DEADLETTERS_CONTAINER: deadLettersContainerName
+  SERVICEBUS__fullyQualifiedNamespace: serviceBus.outputs.fullyQualifiedNamespace
+  SERVICEBUS__credential: 'managedidentity'
+  SERVICEBUS__clientId: ordersIdentity.outputs.clientId
+  ORDERS_TOPIC: ordersTopicName
+  PAYMENTS_TOPIC: paymentsTopicName
+  PAYMENTS_SUBSCRIPTION: paymentsSubscriptionName
+  PAYMENTS_API_BASE_URL: paymentsApp.outputs.apiBaseUrl
+  // A Key Vault reference, resolved by App Service with the app's user-assigned identity.
+  PAYMENTS_API_KEY: '@Microsoft.KeyVault(SecretUri=${keyVault.outputs.paymentsApiKeySecretUri})'
+}
+
+module ordersApp 'modules/functionapp.bicep' = {
+  name: 'orders-app'
+  scope: rg
+  params: {
+    name: 'func-orders-${resourceToken}'
+    planName: 'plan-orders-${resourceToken}'
+    location: location
+    tags: tags
+    azdServiceName: 'orders'
+    identityId: ordersIdentity.outputs.id
+    storageBlobEndpoint: ordersStorage.outputs.blobEndpoint
+    deploymentContainerName: ordersStorage.outputs.deploymentContainerName
+    maximumInstanceCount: functionMaximumInstanceCount
+    appSettings: ordersAppSettings
+  }
+  // Start the triggers only once their data-plane roles exist.
+  dependsOn: [
+    ordersDatabase
+    ordersServiceBusAccess
+  ]
+}
+
+// ---------------------------------------------------------------- outputs (azd stores them in .azure/<env>/.env)
+
+output AZURE_LOCATION string = location
+output AZURE_RESOURCE_GROUP string = rg.name
+output ORDERS_API_BASE_URL string = ordersApp.outputs.apiBaseUrl
+output PAYMENTS_API_BASE_URL string = paymentsApp.outputs.apiBaseUrl
+output ORDERS_FUNCTION_APP_NAME string = ordersApp.outputs.name
+output PAYMENTS_FUNCTION_APP_NAME string = paymentsApp.outputs.name
+output COSMOS_ACCOUNT_NAME string = cosmos.outputs.name
+output SERVICEBUS_NAMESPACE_NAME string = serviceBus.outputs.name
+output KEY_VAULT_NAME string = keyVault.outputs.name
