@@ -81,6 +81,7 @@ def _open_stores(database: str) -> ServiceStores:
         from eventstore.embedded.sqlite_store import open_embedded_database
 
         db = open_embedded_database(embedded_data_dir() / f"{database}.db")
+        _closers.append(db.close)
         return ServiceStores(events=db.events, views=db.views, dead_letters=db.dead_letters)
     from eventstore.adapters.cosmos import open_cosmos_database
 
@@ -125,6 +126,7 @@ def embedded_bus() -> Any:
         bus.declare_topic(payments_topic)
         bus.declare_subscription(payments_topic, setting("PAYMENTS_SUBSCRIPTION", "orders"))
         bus.declare_queue(setting("AUTHORIZATIONS_QUEUE", "payment-authorizations"))
+        _closers.append(bus.close)
         return bus
 
     return _singleton("embedded-bus", open_bus)

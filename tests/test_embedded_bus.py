@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -344,6 +345,16 @@ def test_messages_and_dead_letters_survive_closing_and_reopening(
         assert [(d.message_id, d.reason) for d in second.peek_dead_letters("q")] == [
             ("m-1", "Broken")
         ]
+
+
+def test_refuses_a_file_with_another_schema_version(db: Path) -> None:
+    EmbeddedBus(db).close()
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE bus_meta SET value = 99 WHERE name = 'schema_version'")
+    conn.close()
+
+    with pytest.raises(RuntimeError, match="schema version 99"):
+        EmbeddedBus(db)
 
 
 def test_fifo_order_across_sends_and_batches(bus: EmbeddedBus) -> None:

@@ -145,11 +145,11 @@ _SCHEMA: Final = (
     ) WITHOUT ROWID""",
     # No index on expires_at: it would cost every send a page write, for a purge that scans the
     # table once a minute.
-    # Sequence numbers come from this counter, never reused (a plain rowid would reuse the
-    # number of a completed newest message), as on Service Bus; FIFO order is seq order. One
-    # counter update per send call, where AUTOINCREMENT would update sqlite_sequence per row.
-    # Also holds the schema version: PRAGMA user_version belongs to the whole file, which the
-    # bus may share with other embedded stores.
+    # Row 'sequence' hands out sequence numbers that are never reused (a plain rowid would reuse
+    # the number of a completed newest message), as on Service Bus; FIFO order is seq order.
+    # One update per send call, where AUTOINCREMENT would update sqlite_sequence per row.
+    # Row 'schema_version' stands in for PRAGMA user_version, which belongs to the whole file
+    # and the bus may share the file with other embedded stores.
     """CREATE TABLE IF NOT EXISTS bus_meta (
         name TEXT PRIMARY KEY,
         value INTEGER NOT NULL

@@ -132,6 +132,10 @@ class SqliteEventStore:
         try:
             cursor = conn.execute(_INSERT_COMMIT, row)
         except sqlite3.IntegrityError as exc:
+            if getattr(exc, "sqlite_errorname", "SQLITE_CONSTRAINT_UNIQUE") != (
+                "SQLITE_CONSTRAINT_UNIQUE"
+            ):
+                raise
             raise ConcurrencyError(
                 f"commit {commit.id} already exists: stream {commit.stream_id!r} moved past "
                 f"version {commit.first_version - 1}"

@@ -1,0 +1,151 @@
+"""The command loop: cache, one write per warm command, conflicts settled by re-deciding."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from domain.errors import InvalidTransition
+from domain.orders import AddItemToCart, CancelOrder, CreateOrder, OrderStatus, order_decider
+from eventstore.commands import CommandContext, CommandProcessor
+from eventstore.embedded.sqlite_store import EmbeddedDatabase
+from eventstore.errors import ConcurrencyError
+from eventstore.ports import Commit, EventStore
+
+CTX = CommandContext(correlation_id="corr-1", causation_id="cause-1")
+STREAM = "order-o1"
+
+
+class CountingStore:
+    """Wraps a store and counts the requests the command loop makes."""
+
+    def __init__(self, inner: EventStore) -> None:
+        self.inner = inner
+        self.appends = 0
+        self.reads = 0
+
+    def append(self, commit: Commit) -> None:
+        self.appends += 1
+        self.inner.append(commit)
+
+    def read_stream(self, stream_id: str, after_version: int = 0) -> list[Commit]:
+        self.reads += 1
+        return self.inner.read_stream(stream_id, after_version)
+
+
+@pytest.fixture
+def database(tmp_path: Path) -> Iterator[EmbeddedDatabase]:
+    with EmbeddedDatabase(tmp_path / "orders.db") as db:
+        yield db
+
+
+def test_cold_command_reads_once_and_writes_once_warm_command_only_writes(
+        database: EmbeddedDatabase) -> None:
+    CommandProcessor(database.events, order_decider).execute(
+        STREAM, CreateOrder("o1", "c1", "EUR"), CTX)
+    store = CountingStore(database.events)
+    processor = CommandProcessor(store, order_decider)
+
+    processor.execute(STREAM, AddItemToCart("p1", 1, 100), CTX)
+    assert (store.reads, store.appends) == (1, 1)
+    result = processor.execute(STREAM, AddItemToCart("p2", 2, 100), CTX)
+    assert (store.reads, store.appends) == (1, 2)
+    assert result.version == 3 and result.state.total == 300
+
+
+def test_commit_carries_metadata_and_contiguous_versions(database: EmbeddedDatabase) -> None:
+    ids = iter(f"event-{n}" for n in range(100))
+    processor = CommandProcessor(database.events, order_decider, clock=lambda: "2026-01-01T00:00Z",
+                                 id_factory=lambda: next(ids))
+    processor.execute(STREAM, CreateOrder("o1", "c1", "EUR"), CTX)
+    processor.execute(STREAM, AddItemToCart("p1", 1, 100), CTX)
+    commits = database.events.read_stream(STREAM)
+    assert [c.id for c in commits] == ["order-o1:1", "order-o1:2"]
+    assert [e.event_id for c in commits for e in c.events] == ["event-0", "event-1"]
+    assert {(c.correlation_id, c.causation_id, c.committed_at) for c in commits} == {
+        ("corr-1", "cause-1", "2026-01-01T00:00Z")}
+
+
+def test_no_op_command_writes_nothing(database: EmbeddedDatabase) -> None:
+    store = CountingStore(database.events)
+    processor = CommandProcessor(store, order_decider)
+    processor.execute(STREAM, CreateOrder("o1", "c1", "EUR"), CTX)
+    first = processor.execute(STREAM, CancelOrder("no"), CTX)
+    again = processor.execute(STREAM, CancelOrder("no"), CTX)
+    assert again.appended == () and again.version == first.version == 2
+    assert store.appends == 2
+
+
+def test_stale_cache_after_another_writer_re_decides_from_the_new_state(
+        database: EmbeddedDatabase) -> None:
+    mine = CommandProcessor(database.events, order_decider)
+    theirs = CommandProcessor(database.events, order_decider)
+    mine.execute(STREAM, CreateOrder("o1", "c1", "EUR"), CTX)
+    theirs.execute(STREAM, AddItemToCart("p1", 1, 100), CTX)  # mine's cache is now stale
+
+    result = mine.execute(STREAM, AddItemToCart("p2", 1, 100), CTX)
+    assert result.version == 3
+    assert [i.cart_item_id for i in result.state.items] == ["item-1", "item-2"]
+
+    theirs.execute(STREAM, CancelOrder("gone"), CTX)
+    with pytest.raises(InvalidTransition):  # re-decided against Cancelled, not the stale Created
+        mine.execute(STREAM, AddItemToCart("p3", 1, 100), CTX)
+
+
+def test_gives_up_with_a_conflict_error_after_the_bound(database: EmbeddedDatabase) -> None:
+    class AlwaysConflicting(CountingStore):
+        def append(self, commit: Commit) -> None:
+            self.appends += 1
+            raise ConcurrencyError("somebody else won")
+
+    CommandProcessor(database.events, order_decider).execute(
+        STREAM, CreateOrder("o1", "c1", "EUR"), CTX)
+    store = AlwaysConflicting(database.events)
+    processor = CommandProcessor(store, order_decider, max_attempts=3)
+    with pytest.raises(ConcurrencyError, match="3 attempts"):
+        processor.execute(STREAM, AddItemToCart("p", 1, 1), CTX)
+    assert store.appends == 3
+
+
+def test_writers_in_separate_processors_never_lose_an_accepted_command(tmp_path: Path) -> None:
+    """Separate processors (think: scaled-out hosts) on one file race for each version."""
+    path = tmp_path / "orders.db"
+    with EmbeddedDatabase(path) as setup:
+        CommandProcessor(setup.events, order_decider).execute(
+            STREAM, CreateOrder("o1", "c1", "EUR"), CTX)
+    accepted: list[str] = []
+    lock = threading.Lock()
+
+    def writer(n: int) -> None:
+        with EmbeddedDatabase(path) as db:
+            processor = CommandProcessor(db.events, order_decider, max_attempts=50)
+            for k in range(5):
+                result = processor.execute(STREAM, AddItemToCart(f"p{n}-{k}", 1, 1), CTX)
+                with lock:
+                    accepted.append(result.appended[0].data["cartItemId"])
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    with EmbeddedDatabase(path) as db:
+        state, version = CommandProcessor(db.events, order_decider).load(STREAM)
+    assert version == 21 and len(accepted) == 20
+    assert sorted(i.cart_item_id for i in state.items) == sorted(accepted)
+    assert state.status == OrderStatus.CREATED
+
+
+def test_load_at_least_catches_up_only_when_needed(database: EmbeddedDatabase) -> None:
+    writer = CommandProcessor(database.events, order_decider)
+    writer.execute(STREAM, CreateOrder("o1", "c1", "EUR"), CTX)
+    store = CountingStore(database.events)
+    reader = CommandProcessor(store, order_decider)
+    assert reader.load(STREAM)[1] == 1 and store.reads == 1
+    writer.execute(STREAM, AddItemToCart("p", 1, 1), CTX)
+    assert reader.load(STREAM)[1] == 1 and store.reads == 1  # cached is enough
+    assert reader.load(STREAM, at_least=2)[1] == 2 and store.reads == 2
+    assert reader.cached_version(STREAM) == 2

@@ -1,0 +1,117 @@
+"""Projections skip what they applied, park poison and move on; publishing maps and parks."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from contracts.mapping import outbound
+from contracts.messages import OrderPaidV1
+from domain.orders import order_decider
+from domain.views import apply_order_event
+from eventstore.embedded.sqlite_store import EmbeddedDatabase
+from eventstore.errors import TransientError
+from eventstore.ports import Commit, EventRecord, OutboundMessage
+from eventstore.projection import Projector, ViewDefinition, project, projection_from_stream
+from eventstore.publishing import Publisher
+
+VIEW = ViewDefinition(decider=order_decider, view_id=lambda s: s.removeprefix("order-"),
+                      apply=apply_order_event)
+
+
+def record(version: int, type_: str, data: dict[str, Any]) -> EventRecord:
+    return EventRecord(version=version, event_id=f"e{version}", type=type_, schema_version=1,
+                       occurred_at="2026-01-01T00:00:00Z", data=data)
+
+
+def commit(*records: EventRecord, stream: str = "order-o1") -> Commit:
+    return Commit(stream_id=stream, stream_type="order", events=records, correlation_id="c",
+                  causation_id="k", committed_at="2026-01-01T00:00:00Z")
+
+
+CREATED = record(1, "OrderCreated", {"orderId": "o1", "customerId": "c1", "currency": "EUR"})
+ADDED = record(2, "ItemAddedToCart", {"cartItemId": "item-1", "productId": "p", "quantity": 2,
+                                      "unitPrice": 150})
+PAID_TOO_EARLY = record(3, "NoSuchEvent", {})
+CANCELLED = record(4, "OrderCancelled", {"reason": "r"})
+
+
+@pytest.fixture
+def database(tmp_path: Path) -> Iterator[EmbeddedDatabase]:
+    with EmbeddedDatabase(tmp_path / "orders.db") as db:
+        yield db
+
+
+def test_project_skips_versions_already_applied() -> None:
+    view = project(VIEW, None, [CREATED, ADDED])
+    assert view is not None and view["total"] == 300 and view["version"] == 2
+    assert project(VIEW, view, [CREATED, ADDED]) == view
+
+
+def test_projector_is_idempotent_and_parks_poison(database: EmbeddedDatabase) -> None:
+    projector = Projector(VIEW, database.views, database.dead_letters, "test-projector")
+    batch = [commit(CREATED), commit(ADDED, PAID_TOO_EARLY), commit(CANCELLED)]
+    projector.handle(batch)
+    stored = database.views.get("o1")
+    assert stored is not None
+    assert stored.document["status"] == "Cancelled" and stored.document["version"] == 4
+    letters = database.dead_letters.list_letters()
+    assert [(d.stream_id, d.version, d.event_type) for d in letters] == [
+        ("order-o1", 3, "NoSuchEvent")]
+
+    projector.handle(batch)  # redelivery: nothing changes, nothing parked twice
+    again = database.views.get("o1")
+    assert again is not None and again.etag == stored.etag
+    assert len(database.dead_letters.list_letters()) == 1
+
+
+def test_projection_from_stream_equals_the_projector_result(database: EmbeddedDatabase) -> None:
+    commits = [commit(CREATED), commit(ADDED)]
+    Projector(VIEW, database.views, database.dead_letters, "p").handle(commits)
+    stored = database.views.get("o1")
+    assert stored is not None and projection_from_stream(VIEW, commits) == stored.document
+
+
+class RecordingPublisher:
+    def __init__(self, fail: bool = False) -> None:
+        self.sent: list[OutboundMessage] = []
+        self.fail = fail
+
+    def publish(self, messages: Sequence[OutboundMessage]) -> None:
+        if self.fail:
+            raise TransientError("broker down")
+        self.sent.extend(messages)
+
+    def close(self) -> None:
+        pass
+
+
+def map_event(c: Commit, r: EventRecord) -> list[OutboundMessage]:
+    if r.type == "NoSuchEvent":
+        raise ValueError("cannot map")
+    if r.type == "OrderCancelled":
+        return [outbound(OrderPaidV1(orderId="o1", customerId="c1", paymentId="x"), "orders",
+                         c, r)]
+    return []
+
+
+def test_publisher_sends_one_batch_with_stream_version_ids_and_parks_poison(
+        database: EmbeddedDatabase) -> None:
+    sink = RecordingPublisher()
+    Publisher(map_event, sink, database.dead_letters, "pub").handle(
+        [commit(CREATED), commit(ADDED, PAID_TOO_EARLY), commit(CANCELLED)])
+    assert [(m.message_id, m.subject, m.destination) for m in sink.sent] == [
+        ("order-o1:4", "OrderPaid", "orders")]
+    assert sink.sent[0].application_properties["contractVersion"] == 1
+    assert [d.version for d in database.dead_letters.list_letters()] == [3]
+
+
+def test_publisher_raises_transient_errors_so_the_host_retries(
+        database: EmbeddedDatabase) -> None:
+    with pytest.raises(TransientError):
+        Publisher(map_event, RecordingPublisher(fail=True), database.dead_letters, "pub").handle(
+            [commit(CANCELLED)])
+    assert database.dead_letters.list_letters() == []
