@@ -273,7 +273,7 @@ def _add_item(command: AddItemToCart, state: OrderState) -> list[OrderEvent]:
     return [
         ItemAddedToCart(
             # From the count of items ever added, so a deleted item's id is never reused.
-            cart_item_id=f"item-{len(state.items) + 1}",
+            cart_item_id=f"item-{state.items_added + 1}",
             product_id=product_id,
             quantity=quantity,
             unit_price=unit_price,

@@ -18,14 +18,30 @@ log = logging.getLogger(__name__)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-# Change-feed functions retry forever with backoff: a transient outage must not skip events
-# (with a bounded count the host would move the checkpoint on). Poison is parked by the handlers,
-# so only transient errors ever reach this policy.
-def feed_retry(bp: func.Blueprint) -> Callable[[F], F]:
-    decorator: Callable[[F], F] = bp.retry(strategy="exponential_backoff", max_retry_count="-1",
-                                           minimum_interval="00:00:01",
-                                           maximum_interval="00:01:00")
-    return decorator
+def change_feed_function(bp: func.Blueprint, name: str, database_setting: str,
+                         lease_prefix: str) -> Callable[[F], F]:
+    """Declare a change-feed function on the service's events container.
+
+    Each consumer has its own lease prefix, so a broken Service Bus cannot stall projections, and
+    bumping a prefix replays the feed from the beginning (a projection rebuild). It retries forever
+    with backoff: with a bounded count the host would move the checkpoint past a batch that failed
+    transiently. Poison is parked by the handlers, so only transient errors reach this policy.
+    """
+    named = bp.function_name(name)
+    retry = bp.retry(strategy="exponential_backoff", max_retry_count="-1",
+                     minimum_interval="00:00:01", maximum_interval="00:01:00")
+    trigger = bp.cosmos_db_trigger(
+        arg_name="documents", connection="COSMOS",
+        database_name=f"%{database_setting}%", container_name="%EVENTS_CONTAINER%",
+        lease_container_name="%LEASES_CONTAINER%", lease_container_prefix=lease_prefix,
+        max_items_per_invocation=FEED_BATCH_SIZE,
+        start_from_beginning=True,  # type: ignore[arg-type]  # the SDK annotates it as time
+    )
+
+    def decorate(function: F) -> F:
+        return named(retry(trigger(function)))  # type: ignore[no-any-return]
+
+    return decorate
 
 FEED_BATCH_SIZE = 100
 

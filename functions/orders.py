@@ -18,9 +18,8 @@ from eventstore.projection import Projector, ViewDefinition
 from eventstore.publishing import Publisher
 from functions import runtime
 from functions.common import (
-    FEED_BATCH_SIZE,
+    change_feed_function,
     commits_from,
-    feed_retry,
     message_context,
     read_view,
     stream_events_response,
@@ -182,13 +181,7 @@ def get_order_events(req: func.HttpRequest) -> func.HttpResponse:
     return stream_events_response(commits, "order", order_id)
 
 
-@bp.function_name("orders_projector")
-@feed_retry(bp)
-@bp.cosmos_db_trigger(arg_name="documents", connection="COSMOS",
-                      database_name="%ORDERS_DATABASE%", container_name="%EVENTS_CONTAINER%",
-                      lease_container_name="%LEASES_CONTAINER%",
-                      lease_container_prefix=PROJECTOR,
-                      max_items_per_invocation=FEED_BATCH_SIZE)
+@change_feed_function(bp, "orders_projector", "ORDERS_DATABASE", PROJECTOR)
 def orders_projector(documents: func.DocumentList) -> None:
     stores = runtime.stores("orders")
     projector = Projector(ORDER_VIEW, stores.views, stores.dead_letters, PROJECTOR)
@@ -204,13 +197,7 @@ def map_order_event(commit: Commit, record: EventRecord) -> list[OutboundMessage
     return [outbound(m, topic, commit, record) for m in order_messages(state, event)]
 
 
-@bp.function_name("orders_publisher")
-@feed_retry(bp)
-@bp.cosmos_db_trigger(arg_name="documents", connection="COSMOS",
-                      database_name="%ORDERS_DATABASE%", container_name="%EVENTS_CONTAINER%",
-                      lease_container_name="%LEASES_CONTAINER%",
-                      lease_container_prefix=PUBLISHER,
-                      max_items_per_invocation=FEED_BATCH_SIZE)
+@change_feed_function(bp, "orders_publisher", "ORDERS_DATABASE", PUBLISHER)
 def orders_publisher(documents: func.DocumentList) -> None:
     stores = runtime.stores("orders")
     publisher = Publisher(map_order_event, runtime.publisher(), stores.dead_letters, PUBLISHER)

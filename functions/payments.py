@@ -18,9 +18,8 @@ from eventstore.projection import Projector, ViewDefinition
 from eventstore.publishing import Publisher
 from functions import runtime
 from functions.common import (
-    FEED_BATCH_SIZE,
+    change_feed_function,
     commits_from,
-    feed_retry,
     message_context,
     read_view,
     stream_events_response,
@@ -125,13 +124,7 @@ def get_payment_events(req: func.HttpRequest) -> func.HttpResponse:
     return stream_events_response(commits, "payment", payment_id)
 
 
-@bp.function_name("payments_projector")
-@feed_retry(bp)
-@bp.cosmos_db_trigger(arg_name="documents", connection="COSMOS",
-                      database_name="%PAYMENTS_DATABASE%", container_name="%EVENTS_CONTAINER%",
-                      lease_container_name="%LEASES_CONTAINER%",
-                      lease_container_prefix=PROJECTOR,
-                      max_items_per_invocation=FEED_BATCH_SIZE)
+@change_feed_function(bp, "payments_projector", "PAYMENTS_DATABASE", PROJECTOR)
 def payments_projector(documents: func.DocumentList) -> None:
     stores = runtime.stores("payments")
     projector = Projector(PAYMENT_VIEW, stores.views, stores.dead_letters, PROJECTOR)
@@ -155,13 +148,7 @@ def map_payment_event(commit: Commit, record: EventRecord) -> list[OutboundMessa
     return [outbound(m, destination, commit, record) for m in payment_messages(state, event)]
 
 
-@bp.function_name("payments_publisher")
-@feed_retry(bp)
-@bp.cosmos_db_trigger(arg_name="documents", connection="COSMOS",
-                      database_name="%PAYMENTS_DATABASE%", container_name="%EVENTS_CONTAINER%",
-                      lease_container_name="%LEASES_CONTAINER%",
-                      lease_container_prefix=PUBLISHER,
-                      max_items_per_invocation=FEED_BATCH_SIZE)
+@change_feed_function(bp, "payments_publisher", "PAYMENTS_DATABASE", PUBLISHER)
 def payments_publisher(documents: func.DocumentList) -> None:
     stores = runtime.stores("payments")
     publisher = Publisher(map_payment_event, runtime.publisher(), stores.dead_letters, PUBLISHER)

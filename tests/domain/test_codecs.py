@@ -82,7 +82,7 @@ def test_decode_ignores_unknown_fields(decider: Decider[Any, Any, Any], golden: 
 
 @pytest.mark.parametrize(("decider", "golden"), DECIDERS)
 def test_decode_rejects_unknown_types(decider: Decider[Any, Any, Any], golden: Any) -> None:
-    with pytest.raises(ValueError, match="unknown .* event type 'NoSuchEvent'"):
+    with pytest.raises(ValueError, match=r"unknown .* event type 'NoSuchEvent'"):
         decider.decode("NoSuchEvent", 1, {})
     # Event types are per aggregate: a payment event is not an order event and vice versa.
     other = PAYMENT_GOLDEN if golden is ORDER_GOLDEN else ORDER_GOLDEN

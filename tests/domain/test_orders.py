@@ -180,8 +180,10 @@ def test_add_item_validates_its_fields(command: AddItemToCart, field: str, detai
 
 @pytest.mark.parametrize(("status", "history"), NOT_CREATED)
 def test_add_item_only_while_created(status: str, history: tuple[OrderEvent, ...]) -> None:
-    error = given_order(*history).when(AddItemToCart("sku", 1, 100)).raises(
-        InvalidTransition, "AddItemToCart", "order o-1", f"is {status}", "only change"
+    error = (
+        given_order(*history)
+        .when(AddItemToCart("sku", 1, 100))
+        .raises(InvalidTransition, "AddItemToCart", "order o-1", f"is {status}", "only change")
     )
     assert isinstance(error, InvalidTransition)
     assert (error.state, error.command) == (status, "AddItemToCart")
@@ -203,8 +205,8 @@ def test_add_item_refuses_a_cart_total_beyond_the_safe_integer_range() -> None:
 
 def test_delete_item_removes_it_and_keeps_the_rest_in_order() -> None:
     history = (*H_CART, ItemAddedToCart("item-3", "sku-3", 1, 1))
-    state = given_order(*history).when(DeleteItemFromCart("item-2")).then(
-        ItemDeletedFromCart("item-2")
+    state = (
+        given_order(*history).when(DeleteItemFromCart("item-2")).then(ItemDeletedFromCart("item-2"))
     )
     assert [i.cart_item_id for i in state.items] == ["item-1", "item-3"]
     assert state.total == 3001 and state.items_added == 3
@@ -217,8 +219,10 @@ def test_delete_item_removes_it_and_keeps_the_rest_in_order() -> None:
 )
 def test_delete_item_needs_an_item_in_the_cart(history: tuple[OrderEvent, ...]) -> None:
     missing = "item-2" if len(history) > 3 else "item-7"
-    error = given_order(*history).when(DeleteItemFromCart(missing)).raises(
-        InvalidCommand, f"order o-1 has no cart item {missing}"
+    error = (
+        given_order(*history)
+        .when(DeleteItemFromCart(missing))
+        .raises(InvalidCommand, f"order o-1 has no cart item {missing}")
     )
     assert isinstance(error, InvalidCommand) and error.field == "cartItemId"
 
@@ -398,8 +402,10 @@ def test_payment_failure_reason_is_bounded() -> None:
     given_order(*H_PREPARED).when(RecordPaymentFailure("pay-1", "r" * 500)).then(
         OrderPaymentFailed("pay-1", "r" * 500)
     )
-    error = given_order(*H_PREPARED).when(RecordPaymentFailure("pay-1", "r" * 501)).raises(
-        InvalidCommand, "reason", "at most 500 characters, got 501"
+    error = (
+        given_order(*H_PREPARED)
+        .when(RecordPaymentFailure("pay-1", "r" * 501))
+        .raises(InvalidCommand, "reason", "at most 500 characters, got 501")
     )
     assert isinstance(error, InvalidCommand) and error.field == "reason"
     given_order(*H_PREPARED).when(RecordPaymentFailure("pay-1", 7)).raises(  # type: ignore[arg-type]
@@ -477,9 +483,7 @@ def test_checkout_command_reuses_the_pending_payment() -> None:
 def test_checkout_command_after_a_failure_gets_a_new_id() -> None:
     command = checkout_command(given_order(*H_FAILED).state, 5)
     assert command.payment_id == checkout_payment_id("o-1", 5) != "pay-1"
-    given_order(*H_FAILED).when(command).then(
-        OrderPreparedToPay(command.payment_id, TOTAL, "EUR")
-    )
+    given_order(*H_FAILED).when(command).then(OrderPreparedToPay(command.payment_id, TOTAL, "EUR"))
 
 
 def test_order_decider_wiring() -> None:

@@ -77,8 +77,10 @@ def test_create_payment_again_with_the_same_data_is_a_no_op() -> None:
 def test_create_payment_again_with_other_data_is_refused(
     command: CreatePayment, differing: str
 ) -> None:
-    error = given_payment(CREATED).when(command).raises(
-        AlreadyExists, "payment pay-1 already exists", f"different {differing}"
+    error = (
+        given_payment(CREATED)
+        .when(command)
+        .raises(AlreadyExists, "payment pay-1 already exists", f"different {differing}")
     )
     assert error.message.endswith(differing)
 
@@ -126,14 +128,20 @@ def test_authorize_again_is_a_no_op() -> None:
     given_payment(*H_STARTED).when(AuthorizePayment()).then_nothing()
 
 
-@pytest.mark.parametrize(
-    ("status", "history"), [("Completed", H_COMPLETED), ("Failed", H_FAILED)]
-)
+@pytest.mark.parametrize(("status", "history"), [("Completed", H_COMPLETED), ("Failed", H_FAILED)])
 def test_authorize_after_the_acquirer_decided_is_refused(
     status: str, history: tuple[PaymentEvent, ...]
 ) -> None:
-    error = given_payment(*history).when(AuthorizePayment()).raises(
-        InvalidTransition, "AuthorizePayment", "payment pay-1", f"is {status}", "already decided"
+    error = (
+        given_payment(*history)
+        .when(AuthorizePayment())
+        .raises(
+            InvalidTransition,
+            "AuthorizePayment",
+            "payment pay-1",
+            f"is {status}",
+            "already decided",
+        )
     )
     assert isinstance(error, InvalidTransition)
     assert (error.state, error.command) == (status, "AuthorizePayment")

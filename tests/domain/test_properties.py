@@ -350,10 +350,9 @@ def test_order_sequences_reach_cancelled_after_a_delete() -> None:
 
 
 def test_payment_sequences_reach_both_outcomes_through_the_acquirer() -> None:
+    def ends_in(status: PaymentStatus) -> Callable[[tuple[Any, list[Any]]], bool]:
+        return lambda sequence: run_payment(sequence).state.status is status
+
     for status in (PaymentStatus.COMPLETED, PaymentStatus.FAILED):
-        found = find(
-            PAYMENT_SEQUENCES,
-            lambda s, status=status: run_payment(s).state.status is status,  # type: ignore[misc]
-            settings=SEARCH,
-        )
+        found = find(PAYMENT_SEQUENCES, ends_in(status), settings=SEARCH)
         assert run_payment(found).state.status is status

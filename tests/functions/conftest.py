@@ -10,6 +10,7 @@ the real `payments_put` function through an `httpx.MockTransport`.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,9 +24,9 @@ import pytest
 from devhost.bus import to_function_message
 from eventstore.embedded import bus as embedded_bus_module
 from eventstore.embedded import sqlite_store
-from eventstore.embedded.bus import ReceivedMessage
+from eventstore.embedded.bus import ReceivedMessage, subscription_path
 from eventstore.ports import Commit
-from functions import payments, runtime
+from functions import orders, payments, runtime
 from functions.payments_api import PaymentsApi
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -202,6 +203,27 @@ class Harness:
     @staticmethod
     def bus() -> Any:
         return runtime.embedded_bus()
+
+    @staticmethod
+    def authorizations_queue() -> str:
+        return os.environ["AUTHORIZATIONS_QUEUE"]
+
+    @staticmethod
+    def payment_events_path() -> str:
+        """The Orders subscription on the payments topic."""
+        return subscription_path(os.environ["PAYMENTS_TOPIC"], os.environ["PAYMENTS_SUBSCRIPTION"])
+
+    def authorize_and_settle(self, payment_id: str,
+                             headers: Mapping[str, str] | None = None) -> None:
+        """Authorize the payment over HTTP, then run the asynchronous chain through the
+        functions: payments publisher → acquirer → payments publisher → orders consumer."""
+        result = self.http(payments.authorize_payment, "POST", f"/payments/{payment_id}/authorize",
+                           route_params={"paymentId": payment_id}, headers=headers)
+        assert result.status == 202, result
+        self.pump(payments.payments_publisher, "payments")
+        assert len(self.deliver(payments.payments_acquirer, self.authorizations_queue())) == 1
+        self.pump(payments.payments_publisher, "payments")
+        assert len(self.deliver(orders.on_payment_event, self.payment_events_path())) == 1
 
     def deliver(self, function: Callable[..., Any], entity_path: str) -> list[ReceivedMessage]:
         """Receive every available message of the entity and invoke the Service Bus function

@@ -1,0 +1,449 @@
+"""What the Bicep must say, checked on its parsed form (pycep-parser), without Azure.
+
+Partition keys and indexing of the containers, duplicate detection and dead-lettering on Service
+Bus, local (key) auth disabled everywhere, one identity per app, and role assignments that are
+each scoped to the one database, entity, account or secret that its service uses.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+
+def _load_model() -> ModuleType:
+    # The Bicep model and evaluator live in test_bicep_parse.py (one copy for the infra tests).
+    path = Path(__file__).with_name("test_bicep_parse.py")
+    spec = importlib.util.spec_from_file_location("_infra_bicep_model", path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+bm = _load_model()
+ROOT: Path = bm.ROOT
+BICEP_DIR: Path = bm.BICEP_DIR
+
+SENDER = "69a216fc-b8fb-44d8-bc22-1f3c2cd27a39"  # Azure Service Bus Data Sender
+RECEIVER = "4f6d3b9a-027b-4f4c-9142-0e5a2a2247e0"  # Azure Service Bus Data Receiver
+COSMOS_DATA_CONTRIBUTOR = "00000000-0000-0000-0000-000000000002"
+BLOB_DATA_OWNER = "b7e6dc6d-f1e8-4753-8033-0f276bb0955b"
+KEY_VAULT_SECRETS_USER = "4633458b-17de-408a-b874-0445c86b69e6"
+MONITORING_METRICS_PUBLISHER = "3913510d-42f4-4e42-8a64-420c390055eb"
+
+
+def template(name: str) -> Any:
+    return bm.Template.load(BICEP_DIR / name)
+
+
+def props(resource: dict[str, Any]) -> dict[str, Any]:
+    properties: dict[str, Any] = bm.body(resource).get("properties", {})
+    return properties
+
+
+def var_value(tpl: Any, name: str) -> Any:
+    return tpl.variables[name]["value"]
+
+
+def role_id_of(tpl: Any, assignment: dict[str, Any]) -> str:
+    """The role definition GUID of a roleAssignments resource (through a variable)."""
+    role = props(assignment)["roleDefinitionId"]
+    params = role["function"]["parameters"]
+    values = [v for k, v in params.items() if k != "resource_type"]
+    guid = values[-1] if values else None
+    if isinstance(guid, str) and guid in tpl.variables:
+        guid = var_value(tpl, guid)
+    assert isinstance(guid, str), role
+    return guid
+
+
+@pytest.fixture(scope="module")
+def main() -> Any:
+    return bm.Template.load(bm.MAIN)
+
+
+@pytest.fixture(scope="module")
+def scope() -> Any:
+    return bm.main_scope()
+
+
+def call_arg(scope: Any, symbol: str, name: str) -> Any:
+    return bm.resolve(bm.body(scope.template.modules[symbol])["params"][name], scope)
+
+
+def call_ref(main: Any, symbol: str, name: str) -> str | None:
+    """A module-call argument as a dotted reference, e.g. "ordersIdentity.outputs.principalId"."""
+    result: str | None = bm.dotted(bm.body(main.modules[symbol])["params"][name])
+    return result
+
+
+# ---------------------------------------------------------------------------- Cosmos DB
+
+
+def test_cosmos_account_is_serverless_keyless_tls12_with_continuous_backup() -> None:
+    tpl = template("modules/cosmos-account.bicep")
+    (account,) = tpl.resources_of_type("Microsoft.DocumentDB/databaseAccounts").values()
+    p = props(account)
+    assert {"name": "EnableServerless"} in p["capabilities"]
+    assert p["disableLocalAuth"] is True
+    assert p["disableKeyBasedMetadataWriteAccess"] is True
+    assert p["minimalTlsVersion"] == "Tls12"
+    assert p["backupPolicy"]["type"] == "Continuous"
+
+
+def _containers() -> dict[str, dict[str, Any]]:
+    tpl = template("modules/cosmos-database.bicep")
+    containers = tpl.resources_of_type("Microsoft.DocumentDB/databaseAccounts/sqlDatabases/containers")
+    return {tpl.params[bm.body(c)["name"]]["default"]: props(c)["resource"] for c in containers.values()}
+
+
+def test_containers_and_partition_keys() -> None:
+    containers = _containers()
+    assert set(containers) == {"events", "views", "leases", "deadletters"}
+    assert containers["events"]["partitionKey"]["paths"] == ["/streamId"]
+    for name in ("views", "leases", "deadletters"):
+        assert containers[name]["partitionKey"]["paths"] == ["/id"], name
+
+
+def test_events_container_indexes_only_what_the_stream_query_needs() -> None:
+    # SELECT * FROM c WHERE c.streamId = @s AND c.version > @v ORDER BY c.version
+    policy = _containers()["events"]["indexingPolicy"]
+    assert policy["indexingMode"] == "consistent"
+    assert sorted(p["path"] for p in policy["includedPaths"]) == ["/streamId/?", "/version/?"]
+    assert [p["path"] for p in policy["excludedPaths"]] == ["/*"]
+
+
+def test_container_names_are_the_ones_the_app_settings_name(scope: Any) -> None:
+    db_calls = scope.template.module_calls("cosmos-database.bicep")
+    for symbol in db_calls:
+        for param, expected in [
+            ("eventsContainerName", "events"),
+            ("viewsContainerName", "views"),
+            ("leasesContainerName", "leases"),
+            ("deadLettersContainerName", "deadletters"),
+        ]:
+            assert call_arg(scope, symbol, param) == expected, (symbol, param)
+
+
+def test_each_identity_gets_cosmos_data_contributor_on_its_own_database_only(scope: Any) -> None:
+    main = scope.template
+    calls = main.module_calls("cosmos-database.bicep")
+    grants = {
+        call_ref(main, symbol, "dataContributorPrincipalId"): call_arg(scope, symbol, "databaseName")
+        for symbol in calls
+    }
+    assert grants == {
+        "ordersIdentity.outputs.principalId": "orders",
+        "paymentsIdentity.outputs.principalId": "payments",
+    }
+    tpl = template("modules/cosmos-database.bicep")
+    (assignment,) = tpl.resources_of_type(
+        "Microsoft.DocumentDB/databaseAccounts/sqlRoleAssignments"
+    ).values()
+    p = props(assignment)
+    assert p["roleDefinitionId"].endswith("/sqlRoleDefinitions/${cosmosDataContributorRoleId}")
+    assert var_value(tpl, "cosmosDataContributorRoleId") == COSMOS_DATA_CONTRIBUTOR
+    assert p["scope"] == "${account.id}/dbs/${database.name}", "scope must be the database"
+    assert p["principalId"] == "dataContributorPrincipalId"
+    # No other Cosmos role assignment anywhere (e.g. at account scope).
+    for path in bm.bicep_files():
+        other = bm.Template.load(path)
+        found = other.resources_of_type("Microsoft.DocumentDB/databaseAccounts/sqlRoleAssignments")
+        assert path.name == "cosmos-database.bicep" or not found, path.name
+
+
+# ---------------------------------------------------------------------------- Service Bus
+
+
+def _sb() -> tuple[Any, dict[str, dict[str, Any]]]:
+    tpl = template("modules/servicebus.bicep")
+    return tpl, tpl.resources
+
+
+def test_service_bus_namespace_is_standard_and_keyless() -> None:
+    tpl, _ = _sb()
+    (namespace,) = tpl.resources_of_type("Microsoft.ServiceBus/namespaces").values()
+    assert bm.body(namespace)["sku"]["name"] == "Standard"
+    p = props(namespace)
+    assert p["disableLocalAuth"] is True
+    assert p["minimumTlsVersion"] == "1.2"
+
+
+def test_topics_and_queue_have_duplicate_detection() -> None:
+    tpl, _ = _sb()
+    entities = {
+        **tpl.resources_of_type("Microsoft.ServiceBus/namespaces/topics"),
+        **tpl.resources_of_type("Microsoft.ServiceBus/namespaces/queues"),
+    }
+    names = {tpl.params[bm.body(e)["name"]]["default"] for e in entities.values()}
+    assert names == {"orders", "payments", "payment-authorizations"}
+    for symbol, entity in entities.items():
+        p = props(entity)
+        assert p["requiresDuplicateDetection"] is True, symbol
+        window = tpl.params[p["duplicateDetectionHistoryTimeWindow"]]["default"]
+        assert re.fullmatch(r"PT\d+[MH]", window), window
+
+
+def test_queue_and_subscription_dead_letter_after_max_deliveries() -> None:
+    tpl, resources = _sb()
+    queue = tpl.resources_of_type("Microsoft.ServiceBus/namespaces/queues")
+    subscriptions = tpl.resources_of_type("Microsoft.ServiceBus/namespaces/topics/subscriptions")
+    assert len(queue) == 1 and len(subscriptions) == 1
+    for entity in [*queue.values(), *subscriptions.values()]:
+        p = props(entity)
+        assert 1 <= tpl.params[p["maxDeliveryCount"]]["default"] <= 100
+        assert p["deadLetteringOnMessageExpiration"] is True
+    (subscription,) = subscriptions.values()
+    parent = bm.body(subscription)["parent"]
+    assert tpl.params[bm.body(resources[parent])["name"]]["default"] == "payments"
+    assert tpl.params[bm.body(subscription)["name"]]["default"] == "orders"
+
+
+def _sb_grants(scope: Any) -> dict[str, dict[str, Any]]:
+    main = scope.template
+    grants = {}
+    for symbol in main.module_calls("servicebus-access.bicep"):
+        args = bm.body(main.modules[symbol])["params"]
+        principal = call_ref(main, symbol, "principalId")
+        grants[principal] = {
+            key: bm.resolve(args.get(key, []), scope)
+            for key in ("sendTopics", "sendQueues", "receiveQueues", "receiveSubscriptions")
+        }
+    return grants
+
+
+def test_service_bus_roles_per_identity_are_the_entities_it_uses(scope: Any) -> None:
+    assert _sb_grants(scope) == {
+        "ordersIdentity.outputs.principalId": {
+            "sendTopics": ["orders"],
+            "sendQueues": [],
+            "receiveQueues": [],
+            "receiveSubscriptions": [{"topic": "payments", "subscription": "orders"}],
+        },
+        "paymentsIdentity.outputs.principalId": {
+            "sendTopics": ["payments"],
+            "sendQueues": ["payment-authorizations"],
+            "receiveQueues": ["payment-authorizations"],
+            "receiveSubscriptions": [],
+        },
+    }
+
+
+def test_service_bus_role_assignments_are_scoped_to_entities() -> None:
+    tpl = template("modules/servicebus-access.bicep")
+    expected = {
+        "topicSenders": ("topicsToSend", "sendTopics", SENDER),
+        "queueSenders": ("queuesToSend", "sendQueues", SENDER),
+        "queueReceivers": ("queuesToReceive", "receiveQueues", RECEIVER),
+        "subscriptionReceivers": ("subscriptionsToReceive", "receiveSubscriptions", RECEIVER),
+    }
+    assignments = tpl.resources_of_type("Microsoft.Authorization/roleAssignments")
+    assert set(assignments) == set(expected)
+    for symbol, (entity, array, role) in expected.items():
+        config = assignments[symbol]["config"]
+        assert config["loop_type"]["detail"]["array_name"] == array, symbol
+        scope = bm.body(assignments[symbol])["scope"]["operator"]
+        assert scope["type"] == "index_accessor" and scope["operands"]["operand_1"] == entity
+        assert role_id_of(tpl, assignments[symbol]) == role, symbol
+        existing = tpl.resources[entity]
+        assert existing["existing"] is True
+        assert existing["config"]["loop_type"]["detail"]["array_name"] == array
+    entity_types = {tpl.resources[e]["type"] for e, _, _ in expected.values()}
+    assert "Microsoft.ServiceBus/namespaces" not in entity_types
+
+
+# ---------------------------------------------------------------------------- storage, apps
+
+
+def test_storage_is_keyless_and_each_app_owns_only_its_own_account(scope: Any) -> None:
+    tpl = template("modules/storage.bicep")
+    (account,) = tpl.resources_of_type("Microsoft.Storage/storageAccounts").values()
+    p = props(account)
+    assert p["allowSharedKeyAccess"] is False
+    assert p["allowBlobPublicAccess"] is False
+    assert p["minimumTlsVersion"] == "TLS1_2"
+    (assignment,) = tpl.resources_of_type("Microsoft.Authorization/roleAssignments").values()
+    assert role_id_of(tpl, assignment) == BLOB_DATA_OWNER
+    assert bm.body(assignment)["scope"] == "storage"
+
+    main = scope.template
+    calls = main.module_calls("storage.bicep")
+    owners = {call_ref(main, s, "blobDataOwnerPrincipalId") for s in calls}
+    assert owners == {"ordersIdentity.outputs.principalId", "paymentsIdentity.outputs.principalId"}
+    assert len(calls) == 2
+    apps = main.module_calls("functionapp.bicep")
+    for symbol in apps:
+        service = call_arg(scope, symbol, "azdServiceName")
+        storage = call_ref(main, symbol, "storageBlobEndpoint")
+        assert storage == f"{service}Storage.outputs.blobEndpoint", symbol
+        assert call_ref(main, symbol, "identityId") == f"{service}Identity.outputs.id", symbol
+        settings = bm.resolve_path([f"{service}AppSettings"], scope)
+        assert bm.dotted(bm.body(main.modules[symbol])["params"]["appSettings"]) == (
+            f"{service}AppSettings"
+        )
+        assert settings["SERVICES"] == service
+
+
+def test_function_apps_are_flex_consumption_python_311_with_user_assigned_identity() -> None:
+    tpl = template("modules/functionapp.bicep")
+    (plan,) = tpl.resources_of_type("Microsoft.Web/serverfarms").values()
+    assert bm.body(plan)["sku"] == {"name": "FC1", "tier": "FlexConsumption"}
+    (site,) = tpl.resources_of_type("Microsoft.Web/sites").values()
+    site_body = bm.body(site)
+    assert site_body["identity"]["type"] == "UserAssigned"
+    p = props(site)
+    assert p["httpsOnly"] is True
+    assert p["keyVaultReferenceIdentity"] == "identityId"
+    assert p["siteConfig"]["minTlsVersion"] == "1.2"
+    config = p["functionAppConfig"]
+    assert config["runtime"]["name"] == "python"
+    assert tpl.params[config["runtime"]["version"]]["default"] == "3.11"
+    auth = config["deployment"]["storage"]["authentication"]
+    assert auth == {"type": "UserAssignedIdentity", "userAssignedIdentityResourceId": "identityId"}
+    app_settings = p["siteConfig"]["appSettings"]
+    assert app_settings["loop_type"]["detail"]["array_name"]["function"]["type"] == "items"
+    # Flex Consumption rejects these; the runtime comes from functionAppConfig.runtime.
+    text = (BICEP_DIR / "modules/functionapp.bicep").read_text()
+    main_text = bm.MAIN.read_text()
+    for forbidden in ("FUNCTIONS_WORKER_RUNTIME:", "FUNCTIONS_EXTENSION_VERSION:"):
+        assert forbidden not in text and forbidden not in main_text
+
+
+def test_two_apps_one_identity_each(scope: Any) -> None:
+    main = scope.template
+    identities = main.module_calls("identity.bicep")
+    assert set(identities) == {"ordersIdentity", "paymentsIdentity"}
+    apps = main.module_calls("functionapp.bicep")
+    services = {call_arg(scope, s, "azdServiceName") for s in apps}
+    assert services == {"orders", "payments"}
+
+
+# ---------------------------------------------------------------------------- Key Vault
+
+
+def test_payments_key_is_a_key_vault_reference_readable_only_by_orders(scope: Any) -> None:
+    tpl = template("modules/keyvault.bicep")
+    (vault,) = tpl.resources_of_type("Microsoft.KeyVault/vaults").values()
+    assert props(vault)["enableRbacAuthorization"] is True
+    (secret_symbol,) = tpl.resources_of_type("Microsoft.KeyVault/vaults/secrets")
+    (assignment,) = tpl.resources_of_type("Microsoft.Authorization/roleAssignments").values()
+    assert bm.body(assignment)["scope"] == secret_symbol, "Secrets User on the secret only"
+    assert role_id_of(tpl, assignment) == KEY_VAULT_SECRETS_USER
+    main = scope.template
+    (kv_call,) = main.module_calls("keyvault.bicep")
+    assert call_ref(main, kv_call, "secretReaderPrincipalId") == "ordersIdentity.outputs.principalId"
+    assert call_ref(main, kv_call, "paymentsFunctionAppName") == "paymentsApp.outputs.name"
+    orders = main.variables["ordersAppSettings"]["value"]
+    assert orders["PAYMENTS_API_KEY"] == (
+        f"@Microsoft.KeyVault(SecretUri=${{{kv_call}.outputs.paymentsApiKeySecretUri}})"
+    )
+    assert "PAYMENTS_API_KEY" not in main.variables["paymentsAppSettings"]["value"]
+    assert bm.dotted(orders["PAYMENTS_API_BASE_URL"]) == "paymentsApp.outputs.apiBaseUrl"
+
+
+def test_list_keys_is_used_only_to_fill_the_key_vault_secret() -> None:
+    for path in bm.bicep_files():
+        tpl = bm.Template.load(path)
+        for symbol, resource in tpl.resources.items():
+            if bm.calls_list_function(resource):
+                assert path.name == "keyvault.bicep" and resource["type"].endswith("/secrets"), (
+                    f"{path.name}:{symbol} calls a list*() function"
+                )
+        for name, output in tpl.outputs.items():
+            assert not bm.calls_list_function(output), f"{path.name}: output {name} leaks a key"
+        for name, variable in tpl.variables.items():
+            assert not bm.calls_list_function(variable), f"{path.name}: variable {name}"
+        text = path.read_text()
+        for marker in ("AccountKey=", "SharedAccessKey=", "listConnectionStrings"):
+            assert marker not in text, f"{path.name} contains {marker}"
+
+
+# ---------------------------------------------------------------------------- monitoring
+
+
+def test_application_insights_takes_entra_id_telemetry_from_both_identities(scope: Any) -> None:
+    tpl = template("modules/monitoring.bicep")
+    (component,) = tpl.resources_of_type("Microsoft.Insights/components").values()
+    assert props(component)["DisableLocalAuth"] is True
+    assert props(component)["WorkspaceResourceId"] == "logAnalytics.id"
+    (assignment,) = tpl.resources_of_type("Microsoft.Authorization/roleAssignments").values()
+    assert role_id_of(tpl, assignment) == MONITORING_METRICS_PUBLISHER
+    assert bm.body(assignment)["scope"] == "applicationInsights"
+    main = scope.template
+    publishers = bm.body(main.modules["monitoring"])["params"]["telemetryPublisherPrincipalIds"]
+    assert sorted(bm.dotted(p) for p in publishers) == [
+        "ordersIdentity.outputs.principalId",
+        "paymentsIdentity.outputs.principalId",
+    ]
+
+
+# ---------------------------------------------------------------------------- all role assignments
+
+
+def test_every_role_assignment_has_an_explicit_narrow_scope() -> None:
+    # Without `scope:` a role assignment applies to the whole resource group.
+    for path in bm.bicep_files():
+        tpl = bm.Template.load(path)
+        for symbol, resource in tpl.resources_of_type(
+            "Microsoft.Authorization/roleAssignments"
+        ).items():
+            assert "scope" in bm.body(resource), f"{path.name}:{symbol} has no scope"
+            assert props(resource)["principalType"] == "ServicePrincipal", symbol
+
+
+# ---------------------------------------------------------------------------- outputs, azd, checkov
+
+
+def test_outputs_name_both_api_base_urls(main: Any) -> None:
+    assert bm.dotted(main.outputs["ORDERS_API_BASE_URL"]["value"]) == "ordersApp.outputs.apiBaseUrl"
+    assert (
+        bm.dotted(main.outputs["PAYMENTS_API_BASE_URL"]["value"]) == "paymentsApp.outputs.apiBaseUrl"
+    )
+    app = template("modules/functionapp.bicep")
+    assert app.outputs["apiBaseUrl"]["value"] == "https://${site.properties.defaultHostName}/api"
+
+
+def test_azure_yaml_deploys_both_apps_from_the_repository_root(scope: Any) -> None:
+    text = (ROOT / "azure.yaml").read_text()
+    assert re.search(r"(?m)^infra:\n(?:  .*\n)*  path: infra/bicep$", text), "infra path"
+    services = dict(re.findall(r"(?m)^  (\w+):\n((?:    .*\n?)+)", text.split("services:", 1)[1]))
+    assert set(services) == {"orders", "payments"}
+    for name, block in services.items():
+        assert re.search(r"(?m)^    project: \.$", block), name
+        assert re.search(r"(?m)^    host: function$", block), name
+        assert re.search(r"(?m)^    language: python$", block), name
+    apps = scope.template.module_calls("functionapp.bicep")
+    assert {call_arg(scope, s, "azdServiceName") for s in apps} == set(services)
+
+
+def test_literals_do_not_shadow_parameter_or_variable_names() -> None:
+    # pycep renders `'x'` and the identifier `x` the same way; the evaluator reads such a string
+    # as a reference. Keep the templates unambiguous: no literal equal to a name in scope.
+    for path in bm.bicep_files():
+        tpl = bm.Template.load(path)
+        names = set(tpl.params) | set(tpl.variables)
+        quoted = set(re.findall(r"'([A-Za-z_]\w*)'", path.read_text()))
+        assert not (quoted & names), f"{path.name}: literal(s) {sorted(quoted & names)}"
+
+
+def test_checkov_skips_each_have_a_reason() -> None:
+    config = (ROOT / "infra" / "checkov.yaml").read_text().splitlines()
+    in_skips = False
+    skipped = []
+    for line in config:
+        if re.match(r"^skip-check:", line):
+            in_skips = True
+            continue
+        if in_skips and re.match(r"^\S", line):
+            in_skips = False
+        if in_skips and (m := re.match(r"^\s+-\s+(CKV\w+)\s*(#\s*(.*))?$", line)):
+            skipped.append(m.group(1))
+            assert m.group(3) and len(m.group(3)) > 20, f"{m.group(1)}: give a reason"
+    assert skipped, "no skip-check list found"
+    assert len(skipped) == len(set(skipped)), "a check is skipped twice"
