@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from domain import orders
-from domain import payments
+from domain import orders, payments
 
 View = dict[str, Any]
 

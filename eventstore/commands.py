@@ -20,7 +20,7 @@ from typing import Generic, TypeVar
 from domain.decider import Decider
 from eventstore.clock import new_id, utc_now_iso
 from eventstore.errors import ConcurrencyError
-from eventstore.ports import Commit, EventRecord, EventStore
+from eventstore.ports import Commit, CostMeter, EventRecord, EventStore
 
 C = TypeVar("C")
 E = TypeVar("E")
@@ -61,6 +61,7 @@ class CommandProcessor(Generic[C, E, S]):
         cache_size: int = 10_000,
         clock: Callable[[], str] = utc_now_iso,
         id_factory: Callable[[], str] = new_id,
+        meter: CostMeter | None = None,
     ) -> None:
         self._store = store
         self._decider = decider
@@ -68,6 +69,7 @@ class CommandProcessor(Generic[C, E, S]):
         self._cache_size = cache_size
         self._clock = clock
         self._new_id = id_factory
+        self._meter = meter
         self._cache: OrderedDict[str, _Entry[S]] = OrderedDict()
         self._cache_lock = threading.Lock()
         # Lock striping bounds memory: two streams may share a lock, which only costs a little
@@ -96,6 +98,16 @@ class CommandProcessor(Generic[C, E, S]):
         return entry.version if entry else 0
 
     def execute(self, stream_id: str, command: C, context: CommandContext) -> CommandResult[S]:
+        if self._meter is None:
+            return self._execute(stream_id, command, context)
+        with self._meter.measure() as cost:
+            result = self._execute(stream_id, command, context)
+        # The cost of a command is what the pattern is judged by: make it visible per command.
+        log.info("%s on %s -> version %d: %d request(s), %.2f RU", type(command).__name__,
+                 stream_id, result.version, cost.requests, cost.request_charge)
+        return result
+
+    def _execute(self, stream_id: str, command: C, context: CommandContext) -> CommandResult[S]:
         with self._stream_lock(stream_id):
             entry = self._cached(stream_id) or self._catch_up(stream_id, None)
             for attempt in range(1, self._max_attempts + 1):

@@ -7,6 +7,7 @@ one contract test suite runs against each of them.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -195,6 +196,20 @@ class OutboundMessage:
     body: JsonDict
     correlation_id: str
     application_properties: Mapping[str, str | int] = field(default_factory=dict)
+
+
+class Cost(Protocol):
+    @property
+    def requests(self) -> int: ...
+
+    @property
+    def request_charge(self) -> float: ...
+
+
+class CostMeter(Protocol):
+    """Counts a backend's requests and their charge (Cosmos DB RU) within a scope."""
+
+    def measure(self) -> AbstractContextManager[Cost]: ...
 
 
 class MessagePublisher(Protocol):

@@ -19,6 +19,7 @@ from eventstore.commands import CommandProcessor
 from eventstore.ports import (
     ChangeFeed,
     CheckpointStore,
+    CostMeter,
     DeadLetterStore,
     EventStore,
     MessagePublisher,
@@ -38,6 +39,7 @@ class ServiceStores:
     events: FeedStore
     views: ViewStore
     dead_letters: DeadLetterStore
+    meter: CostMeter | None = None
 
 
 _lock = threading.RLock()
@@ -93,7 +95,7 @@ def _open_stores(database: str) -> ServiceStores:
         leases_container=setting("LEASES_CONTAINER", "leases"),
     )
     return ServiceStores(events=cosmos.events, views=cosmos.views,
-                         dead_letters=cosmos.dead_letters)
+                         dead_letters=cosmos.dead_letters, meter=cosmos.meter)
 
 
 def publisher() -> MessagePublisher:
@@ -133,13 +135,16 @@ def embedded_bus() -> Any:
 
 
 def orders() -> CommandProcessor[Any, Any, OrderState]:
-    return _singleton("orders-processor",
-                      lambda: CommandProcessor(stores("orders").events, order_decider))
+    return _singleton("orders-processor", lambda: _processor("orders", order_decider))
 
 
 def payments() -> CommandProcessor[Any, Any, PaymentState]:
-    return _singleton("payments-processor",
-                      lambda: CommandProcessor(stores("payments").events, payment_decider))
+    return _singleton("payments-processor", lambda: _processor("payments", payment_decider))
+
+
+def _processor(service: str, decider: Any) -> CommandProcessor[Any, Any, Any]:
+    service_stores = stores(service)
+    return CommandProcessor(service_stores.events, decider, meter=service_stores.meter)
 
 
 def close() -> None:

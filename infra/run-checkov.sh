@@ -44,5 +44,5 @@ for path in sorted(pathlib.Path("infra/bicep").rglob("*.bicep")):
 sys.exit(1 if failed else 0)
 PY
 
-export BC_SKIP_MAPPING=TRUE CHECKOV_NO_OUTPUT_FILE=1
+export BC_SKIP_MAPPING=TRUE
 exec "$venv/bin/checkov" --framework bicep -d infra/bicep --config-file infra/checkov.yaml "$@"

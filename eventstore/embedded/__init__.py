@@ -1,1 +1,2 @@
-"""Embedded backends (SQLite, standard library only): event store, views, dead letters, checkpoints, message bus."""
+"""Embedded backends (SQLite, standard library only): event store, views, dead letters,
+checkpoints, message bus."""

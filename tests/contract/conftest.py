@@ -1,3 +1,4 @@
+# contract-suite-ready
 """The ``backend`` fixture the store contract suite runs against, once per backend.
 
 To add a backend: write a factory ``(tmp_path: Path) -> ContextManager[Backend]`` that yields an

@@ -166,8 +166,16 @@ VALID_CREATE_ORDER = st.builds(
     customer_id=st.just("c-1"),
     currency=st.sampled_from(["EUR", "USD"]),
 )
-# Valid, state-aware steps are listed more than once: one_of picks its branches evenly, and the
-# interesting paths (checkout, failure, retry, paid) need several of them in a row.
+
+
+def weighted(*choices: tuple[int, st.SearchStrategy[Any]]) -> st.SearchStrategy[Any]:
+    """Pick a strategy by weight (one_of picks its branches evenly)."""
+    table = [strategy for weight, strategy in choices for _ in range(weight)]
+    return st.integers(0, len(table) - 1).flatmap(lambda i: table[i])
+
+
+# Valid, state-aware steps weigh most: the interesting paths (checkout, failure, retry, paid)
+# need several of them in a row, and a cancel ends everything.
 VALID_ADD = st.builds(
     orders.AddItemToCart,
     product_id=st.sampled_from(["sku-1", "sku-2"]),
@@ -176,14 +184,11 @@ VALID_ADD = st.builds(
 )
 API_CHECKOUT = st.just(Checkout(payment_id=None, delta=0))
 CURRENT_OUTCOME = st.builds(PaymentOutcome, paid=st.booleans(), which=st.just("current"))
-ORDER_STEPS = st.one_of(
-    VALID_ADD,
-    VALID_ADD,
-    API_CHECKOUT,
-    API_CHECKOUT,
-    CURRENT_OUTCOME,
-    CURRENT_OUTCOME,
-    st.builds(
+ORDER_STEPS = weighted(
+    (6, VALID_ADD),
+    (5, API_CHECKOUT),
+    (5, CURRENT_OUTCOME),
+    (2, st.builds(
         orders.DeleteItemFromCart, cart_item_id=st.sampled_from([f"item-{i}" for i in range(4)])
     ),
     st.builds(orders.CancelOrder, reason=st.sampled_from(["", "bye", "r" * 501])),

@@ -394,7 +394,14 @@ class AmqpTestBroker:
         with self._cond:
             failure = self._failures.pop(0) if self._failures else None
         if failure is not None:
-            condition = Condition(failure.condition, failure.description)
+            # Always send the error's info map: azure-servicebus 7.15 indexes error[2] of a
+            # rejected outcome, and a missing (trailing null, legal in AMQP) info field makes
+            # its callback fail and the send hang past its timeout.
+            condition = Condition(
+                failure.condition,
+                failure.description,
+                {symbol("com.microsoft:tracking-id"): str(uuid.uuid4())},
+            )
             if failure.detach:
                 link = delivery.link
                 link.condition = condition
