@@ -184,34 +184,46 @@ VALID_ADD = st.builds(
 )
 API_CHECKOUT = st.just(Checkout(payment_id=None, delta=0))
 CURRENT_OUTCOME = st.builds(PaymentOutcome, paid=st.booleans(), which=st.just("current"))
+DELETE = st.builds(
+    orders.DeleteItemFromCart, cart_item_id=st.sampled_from([f"item-{i}" for i in range(4)])
+)
+CANCEL = st.builds(orders.CancelOrder, reason=st.sampled_from(["", "bye", "r" * 501]))
+# Refusals and retries: duplicate creation, bad fields, stale amounts, foreign payment ids.
+DUPLICATE_CREATE = st.builds(
+    orders.CreateOrder,
+    order_id=st.just("o-1"),
+    customer_id=st.sampled_from(["", "c-2"]),
+    currency=st.sampled_from(["eur", "EUR"]),
+)
+EDGE_ADD = st.builds(
+    orders.AddItemToCart,
+    product_id=st.sampled_from(["sku-1", ""]),
+    quantity=st.sampled_from([0, 1, 1000, 1001]),
+    unit_price=st.sampled_from([-1, 0, 100_000_000, 100_000_001]),
+)
+OTHER_CHECKOUT = st.builds(
+    Checkout, payment_id=st.none() | ORDER_PAYMENT_IDS, delta=st.sampled_from([0, 1])
+)
+OTHER_OUTCOME = st.builds(
+    PaymentOutcome, paid=st.booleans(), which=st.sampled_from(["failed", "pay-1"])
+)
 ORDER_STEPS = weighted(
     (6, VALID_ADD),
     (5, API_CHECKOUT),
     (5, CURRENT_OUTCOME),
-    (2, st.builds(
-        orders.DeleteItemFromCart, cart_item_id=st.sampled_from([f"item-{i}" for i in range(4)])
-    ),
-    st.builds(orders.CancelOrder, reason=st.sampled_from(["", "bye", "r" * 501])),
-    # Refusals and retries: duplicates, stale amounts, foreign payment ids, bad fields.
-    st.builds(
-        orders.CreateOrder,
-        order_id=st.just("o-1"),
-        customer_id=st.sampled_from(["", "c-2"]),
-        currency=st.sampled_from(["eur", "EUR"]),
-    ),
-    st.builds(
-        orders.AddItemToCart,
-        product_id=st.sampled_from(["sku-1", ""]),
-        quantity=st.sampled_from([0, 1, 1000, 1001]),
-        unit_price=st.sampled_from([-1, 0, 100_000_000, 100_000_001]),
-    ),
-    st.builds(Checkout, payment_id=st.none() | ORDER_PAYMENT_IDS, delta=st.sampled_from([0, 1])),
-    st.builds(PaymentOutcome, paid=st.booleans(), which=st.sampled_from(["failed", "pay-1"])),
+    (2, DELETE),
+    (1, CANCEL),
+    (1, DUPLICATE_CREATE),
+    (2, EDGE_ADD),
+    (2, OTHER_CHECKOUT),
+    (2, OTHER_OUTCOME),
 )
-# Mostly a valid creation first (anything else can only be refused), sometimes any step.
+# Nine times in ten a valid creation first (anything else is refused), else any step.
 ORDER_SEQUENCES = st.tuples(
-    st.integers(0, 4).flatmap(lambda n: ORDER_STEPS if n == 0 else VALID_CREATE_ORDER),
-    st.lists(ORDER_STEPS, max_size=30),
+    st.sampled_from([True] * 9 + [False]).flatmap(
+        lambda valid: VALID_CREATE_ORDER if valid else ORDER_STEPS
+    ),
+    st.lists(ORDER_STEPS, min_size=1, max_size=30),
 )
 
 
@@ -305,8 +317,10 @@ PAYMENT_STEPS = st.one_of(
     st.builds(Acquire, decline_above=st.sampled_from([100, 5000])),
 )
 PAYMENT_SEQUENCES = st.tuples(
-    st.integers(0, 4).flatmap(lambda n: PAYMENT_STEPS if n == 0 else VALID_CREATE_PAYMENT),
-    st.lists(PAYMENT_STEPS, max_size=15),
+    st.sampled_from([True] * 9 + [False]).flatmap(
+        lambda valid: VALID_CREATE_PAYMENT if valid else PAYMENT_STEPS
+    ),
+    st.lists(PAYMENT_STEPS, min_size=1, max_size=15),
 )
 
 
@@ -333,8 +347,9 @@ def test_payment_invariants_hold_for_any_command_sequence(
 
 # The generators reach every interesting state, so the properties above are not vacuous ---------
 
-# Stop at the first match: shrinking it would only cost time.
-SEARCH = settings(max_examples=3000, database=None, phases=[Phase.generate])
+# Stop at the first match (shrinking it would only cost time); derandomized, so a pass or a
+# failure here does not depend on the seed.
+SEARCH = settings(max_examples=3000, database=None, phases=[Phase.generate], derandomize=True)
 
 
 def test_order_sequences_reach_paid_after_a_failed_payment() -> None:

@@ -425,17 +425,21 @@ class AmqpTestBroker:
     def _on_cbs_request(self, peer: _Peer, delivery: Delivery, encoded: bytes) -> None:
         request = Message()
         request.decode(encoded)
-        props: dict[str, Any] = request.properties or {}
+        # The SDK sends some of these as AMQP binary rather than string: compare as text.
+        props = {k: _as_text(v) for k, v in (request.properties or {}).items()}
+        token, audience = _as_text(request.body), props.get("name", "")
         status, description = 202, "Accepted"
         if props.get("operation") != "put-token":
             status, description = 400, f"unsupported CBS operation {props.get('operation')!r}"
         elif props.get("type") == "servicebus.windows.net:sastoken":
-            error = _check_sas(str(request.body), str(props.get("name", "")))
+            error = _check_sas(str(token), str(audience))
             if error:
                 status, description = 401, error
+        elif props.get("type") != "jwt":  # an Entra ID token: accepted unchecked
+            status, description = 401, f"unsupported token type {props.get('type')!r}"
         if status == 202:
             with self._cond:
-                self.tokens.append(str(props.get("name", "")))
+                self.tokens.append(str(audience))
         delivery.update(Delivery.ACCEPTED)
         delivery.settle()
         self._reply(
@@ -452,8 +456,7 @@ class AmqpTestBroker:
         request.decode(encoded)
         delivery.update(Delivery.ACCEPTED)
         delivery.settle()
-        props: dict[str, Any] = request.properties or {}
-        operation = props.get("operation")
+        operation = _as_text((request.properties or {}).get("operation"))
         self._reply(
             peer,
             address,
@@ -562,6 +565,12 @@ def _batch_items(sections: list[tuple[int, Any]]) -> list[bytes] | None:
     if any(len(item) < 3 or item[0] != 0x00 for item in items):
         return None
     return items
+
+
+def _as_text(value: Any) -> Any:
+    if isinstance(value, memoryview | bytes):
+        return bytes(value).decode("utf-8", "replace")
+    return value
 
 
 def _text(value: Any) -> str | None:

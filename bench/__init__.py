@@ -1,0 +1,1 @@
+"""Benchmarks (`make bench`): throughput and latency of the kernel and the local host."""

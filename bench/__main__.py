@@ -1,0 +1,171 @@
+"""`python -m bench`: measure the command loop, the change feed, the embedded bus and the whole
+order-to-paid flow over HTTP. Prints a table and writes bench/results/latest.json.
+
+Figures depend on the machine; compare runs on the same one. Nothing here is asserted by tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from domain.orders import AddItemToCart, CreateOrder, order_decider
+from eventstore.commands import CommandContext, CommandProcessor
+from eventstore.embedded.bus import EmbeddedBus
+from eventstore.embedded.sqlite_store import EmbeddedDatabase
+from eventstore.ports import OutboundMessage
+
+CTX = CommandContext("bench", "bench")
+Result = dict[str, Any]
+
+
+def percentile(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def timed(label: str, count: int, run: Callable[[], list[float]]) -> Result:
+    started = time.perf_counter()
+    latencies = run()
+    elapsed = time.perf_counter() - started
+    return {"benchmark": label, "operations": count, "seconds": round(elapsed, 3),
+            "per_second": round(count / elapsed, 1),
+            "p50_ms": round(statistics.median(latencies) * 1000, 3) if latencies else None,
+            "p99_ms": round(percentile(latencies, 0.99) * 1000, 3) if latencies else None}
+
+
+def bench_commands(workdir: Path, count: int) -> list[Result]:
+    results = []
+    with EmbeddedDatabase(workdir / "commands.db") as db:
+        processor = CommandProcessor(db.events, order_decider)
+        streams = [f"order-b{n}" for n in range(100)]
+        for n, stream in enumerate(streams):
+            processor.execute(stream, CreateOrder(f"b{n}", "c", "EUR"), CTX)
+
+        def warm() -> list[float]:
+            latencies = []
+            for n in range(count):
+                start = time.perf_counter()
+                processor.execute(streams[n % len(streams)], AddItemToCart("p", 1, 100), CTX)
+                latencies.append(time.perf_counter() - start)
+            return latencies
+
+        results.append(timed("warm command (embedded, 1 thread)", count, warm))
+
+        def contended() -> list[float]:
+            def one(n: int) -> float:
+                start = time.perf_counter()
+                processor.execute(streams[n % 4], AddItemToCart("p", 1, 100), CTX)
+                return time.perf_counter() - start
+
+            with ThreadPoolExecutor(8) as pool:
+                return list(pool.map(one, range(count)))
+
+        results.append(timed("command, 8 threads on 4 streams", count, contended))
+
+        def feed() -> list[float]:
+            checkpoint, seen = None, 0
+            while True:
+                page = db.events.read_feed(checkpoint, 100)
+                if not page.commits:
+                    return []
+                seen += len(page.commits)
+                checkpoint = page.checkpoint
+
+        total = len(streams) + 2 * count
+        results.append(timed("change feed read (pages of 100)", total, feed))
+    return results
+
+
+def bench_bus(workdir: Path, count: int) -> list[Result]:
+    with EmbeddedBus(workdir / "bus.db") as bus:
+        bus.declare_queue("q")
+        messages = [OutboundMessage("q", f"m{n}", "Test", {"n": n}, "c") for n in range(count)]
+
+        def send() -> list[float]:
+            for start in range(0, count, 100):
+                bus.send(messages[start:start + 100])
+            return []
+
+        def receive() -> list[float]:
+            received = 0
+            while received < count:
+                batch = bus.receive("q", max_messages=50)
+                for message in batch:
+                    bus.complete(message)
+                received += len(batch)
+            return []
+
+        return [timed("bus send (batches of 100)", count, send),
+                timed("bus receive + complete (50 at a time)", count, receive)]
+
+
+def bench_flow(orders: int) -> list[Result]:
+    """Order to Paid over HTTP against `python -m devhost` (acquirer delay 0)."""
+    from tests.e2e.localhost import LocalHost, poll
+
+    with tempfile.TemporaryDirectory() as tmp:
+        host = LocalHost(Path(tmp) / "data", {"PAYMENTS_ACQUIRER_DELAY_MS": "0"}).start()
+        try:
+            client = host.client
+
+            def one(_: int) -> float:
+                order = client.post("/orders", json={"customerId": "c", "currency": "EUR"})
+                order_id = order.json()["orderId"]
+                for n in range(4):
+                    client.post(f"/orders/{order_id}/items",
+                                json={"productId": f"p{n}", "quantity": 1, "unitPrice": 100})
+                payment = client.post(f"/orders/{order_id}/checkout").json()["paymentId"]
+                started = time.perf_counter()
+                client.post(f"/payments/{payment}/authorize")
+                poll(lambda: client.get(f"/orders/{order_id}").json()["status"] == "Paid", 30,
+                     "Paid", interval=0.002)
+                return time.perf_counter() - started
+
+            def run() -> list[float]:
+                with ThreadPoolExecutor(4) as pool:
+                    return list(pool.map(one, range(orders)))
+
+            return [timed("order flow over HTTP (authorize -> Paid latency)", orders, run)]
+        finally:
+            host.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--commands", type=int, default=5000, help="commands per run")
+    parser.add_argument("--messages", type=int, default=5000, help="bus messages")
+    parser.add_argument("--orders", type=int, default=40, help="orders through the HTTP flow")
+    parser.add_argument("--skip-http", action="store_true", help="skip the local-host flow")
+    args = parser.parse_args(argv)
+    results: list[Result] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        print("benchmarking the command loop...", file=sys.stderr, flush=True)
+        results += bench_commands(workdir, args.commands)
+        print("benchmarking the embedded bus...", file=sys.stderr, flush=True)
+        results += bench_bus(workdir, args.messages)
+    if not args.skip_http:
+        print("benchmarking the order flow over HTTP...", file=sys.stderr, flush=True)
+        results += bench_flow(args.orders)
+    print(f"{'benchmark':52} {'ops':>7} {'ops/s':>10} {'p50 ms':>9} {'p99 ms':>9}")
+    for r in results:
+        print(f"{r['benchmark']:52} {r['operations']:>7} {r['per_second']:>10} "
+              f"{r['p50_ms'] if r['p50_ms'] is not None else '-':>9} "
+              f"{r['p99_ms'] if r['p99_ms'] is not None else '-':>9}")
+    out = Path(__file__).parent / "results"
+    out.mkdir(exist_ok=True)
+    (out / "latest.json").write_text(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
