@@ -136,8 +136,10 @@ class FeedPage:
 
 class ChangeFeed(Protocol):
     def read_feed(self, checkpoint: str | None, max_items: int) -> FeedPage:
-        """Up to max_items commits after the checkpoint (None = from the beginning), in the
-        order they were committed (per stream at least)."""
+        """Up to max_items commits after the checkpoint (None = from the beginning).
+
+        Order is guaranteed per stream only (Cosmos DB orders its change feed per partition),
+        and a page may hold fewer than max_items commits even when more exist."""
         ...
 
 

@@ -151,9 +151,11 @@ class ServiceBusPublisher:
             cached = self._sender(destination)
             try:
                 with cached.lock:
-                    self._send(cached.sender, destination, group)
+                    self._send(cached.sender, group)
+            except MessageTooLargeError:
+                raise  # the event's fault, not the link's
             except Exception as exc:
-                # Whatever failed, this link may be broken: the next call opens a fresh one.
+                # Whatever else failed, this link may be broken: the next call opens a fresh one.
                 self._drop(destination, cached)
                 if is_transient(exc):
                     raise TransientError(
@@ -210,9 +212,7 @@ class ServiceBusPublisher:
         with cached.lock, contextlib.suppress(Exception):
             cached.sender.close()
 
-    def _send(
-        self, sender: ServiceBusSender, destination: str, messages: list[OutboundMessage]
-    ) -> None:
+    def _send(self, sender: ServiceBusSender, messages: list[OutboundMessage]) -> None:
         batch = sender.create_message_batch()
         for message in messages:
             if _try_add(batch, message):

@@ -265,12 +265,19 @@ def embedded_app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Ha
     monkeypatch.setenv("PAYMENTS_DECLINE_ABOVE", "100000")
 
     harness = Harness(data_dir=tmp_path)
-    api = PaymentsApi(example_settings()["PAYMENTS_API_BASE_URL"])
-    real_client = api._client
-    api._client = httpx.Client(base_url=real_client.base_url, headers=real_client.headers,
-                               timeout=real_client.timeout,
-                               transport=httpx.MockTransport(harness.payments_transport))
-    real_client.close()
+    # PaymentsApi builds its own httpx.Client (base URL, key header, timeout); only its
+    # transport is replaced, so the request it sends is exactly the one it would send.
+    client_class = httpx.Client
+    transport = httpx.MockTransport(harness.payments_transport)
+
+    def client_with_transport(*args: Any, **kwargs: Any) -> httpx.Client:
+        return client_class(*args, transport=transport, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(httpx, "Client", client_with_transport)
+        api = PaymentsApi(os.environ["PAYMENTS_API_BASE_URL"],
+                          os.environ.get("PAYMENTS_API_KEY", ""))
+    assert isinstance(api._client._transport, httpx.MockTransport)
     monkeypatch.setattr(runtime, "payments_api", lambda: api)
     try:
         yield harness

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import re
+import sys
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -18,10 +19,14 @@ import pytest
 
 def _load_model() -> ModuleType:
     # The Bicep model and evaluator live in test_bicep_parse.py (one copy for the infra tests).
+    name = "_infra_bicep_model"
+    if name in sys.modules:
+        return sys.modules[name]
     path = Path(__file__).with_name("test_bicep_parse.py")
-    spec = importlib.util.spec_from_file_location("_infra_bicep_model", path)
+    spec = importlib.util.spec_from_file_location(name, path)
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
 
@@ -54,9 +59,10 @@ def var_value(tpl: Any, name: str) -> Any:
 def role_id_of(tpl: Any, assignment: dict[str, Any]) -> str:
     """The role definition GUID of a roleAssignments resource (through a variable)."""
     role = props(assignment)["roleDefinitionId"]
-    params = role["function"]["parameters"]
-    values = [v for k, v in params.items() if k != "resource_type"]
-    guid = values[-1] if values else None
+    function = role["function"]
+    assert function["type"] == "subscription_resource_id", role
+    assert function["parameters"]["resource_type"] == "Microsoft.Authorization/roleDefinitions"
+    guid = function["parameters"]["resource_name_1"]
     if isinstance(guid, str) and guid in tpl.variables:
         guid = var_value(tpl, guid)
     assert isinstance(guid, str), role
@@ -371,7 +377,7 @@ def test_application_insights_takes_entra_id_telemetry_from_both_identities(scop
     tpl = template("modules/monitoring.bicep")
     (component,) = tpl.resources_of_type("Microsoft.Insights/components").values()
     assert props(component)["DisableLocalAuth"] is True
-    assert props(component)["WorkspaceResourceId"] == "logAnalytics.id"
+    assert bm.dotted(props(component)["WorkspaceResourceId"]) == "logAnalytics.id"
     (assignment,) = tpl.resources_of_type("Microsoft.Authorization/roleAssignments").values()
     assert role_id_of(tpl, assignment) == MONITORING_METRICS_PUBLISHER
     assert bm.body(assignment)["scope"] == "applicationInsights"

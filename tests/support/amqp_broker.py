@@ -83,6 +83,7 @@ EMULATOR_KEY = "SAS_KEY_VALUE"
 MAX_MESSAGE_SIZE = 256 * 1024
 _LINK_CREDIT = 500
 _CBS_NODE = "$cbs"
+_SAS_PREFIX = "SharedAccessSignature "
 _MANAGEMENT_SUFFIX = "/$management"
 # AMQP message section descriptors.
 _HEADER, _MESSAGE_ANNOTATIONS, _PROPERTIES, _APPLICATION_PROPERTIES = 0x70, 0x72, 0x73, 0x74
@@ -156,7 +157,8 @@ class AmqpTestBroker:
         self._failures: list[_Failure] = []
         self._stopping = False
         self.errors: list[BaseException] = []
-        self.tokens: list[str] = []  # audiences of accepted CBS tokens
+        self._tokens: list[str] = []  # audiences of accepted CBS tokens, one per put-token
+        self._transfers: dict[str, int] = {}  # AMQP transfers (a batch is one) per entity
         self._thread = threading.Thread(target=self._run, name="amqp-test-broker", daemon=True)
 
     # -- test-facing API --------------------------------------------------------------------
@@ -203,9 +205,20 @@ class AmqpTestBroker:
                 self._cond.wait(remaining)
             return list(self._received[entity])
 
+    def transfers(self, entity: str) -> int:
+        """How many accepted AMQP transfers carried ``entity``'s messages (a batch is one)."""
+        with self._cond:
+            return self._transfers.get(entity, 0)
+
+    def token_audiences(self) -> list[str]:
+        """Audiences of the CBS tokens accepted so far: one per authenticated connection."""
+        with self._cond:
+            return list(self._tokens)
+
     def clear(self) -> None:
         with self._cond:
             self._received.clear()
+            self._transfers.clear()
             self._failures.clear()
 
     def fail_next_sends(
@@ -418,6 +431,7 @@ class AmqpTestBroker:
             queue = self._received.setdefault(entity, [])
             for message in messages:
                 queue.append(_to_received(entity, message, len(queue) + 1))
+            self._transfers[entity] = self._transfers.get(entity, 0) + 1
             self._cond.notify_all()
         delivery.update(Delivery.ACCEPTED)
         delivery.settle()
@@ -426,20 +440,20 @@ class AmqpTestBroker:
         request = Message()
         request.decode(encoded)
         # The SDK sends some of these as AMQP binary rather than string: compare as text.
-        props = {k: _as_text(v) for k, v in (request.properties or {}).items()}
+        props = _properties_as_text(request)
         token, audience = _as_text(request.body), props.get("name", "")
         status, description = 202, "Accepted"
         if props.get("operation") != "put-token":
             status, description = 400, f"unsupported CBS operation {props.get('operation')!r}"
-        elif props.get("type") == "servicebus.windows.net:sastoken":
+        elif str(token).startswith(_SAS_PREFIX):
+            # Checked by content: the SDK labels SAS tokens "jwt" as well.
             error = _check_sas(str(token), str(audience))
             if error:
                 status, description = 401, error
-        elif props.get("type") != "jwt":  # an Entra ID token: accepted unchecked
-            status, description = 401, f"unsupported token type {props.get('type')!r}"
+        # Anything else is an Entra ID (JWT) token: accepted unchecked.
         if status == 202:
             with self._cond:
-                self.tokens.append(str(audience))
+                self._tokens.append(str(audience))
         delivery.update(Delivery.ACCEPTED)
         delivery.settle()
         self._reply(
@@ -456,7 +470,7 @@ class AmqpTestBroker:
         request.decode(encoded)
         delivery.update(Delivery.ACCEPTED)
         delivery.settle()
-        operation = _as_text((request.properties or {}).get("operation"))
+        operation = _properties_as_text(request).get("operation")
         self._reply(
             peer,
             address,
@@ -504,10 +518,7 @@ def _entity_of(address: str) -> str:
 
 def _check_sas(token: str, audience: str) -> str | None:
     """Validate a ``SharedAccessSignature sr=..&sig=..&se=..&skn=..`` token; None when valid."""
-    prefix = "SharedAccessSignature "
-    if not token.startswith(prefix):
-        return "not a SharedAccessSignature token"
-    fields = {k: v[0] for k, v in parse_qs(token[len(prefix) :]).items()}
+    fields = {k: v[0] for k, v in parse_qs(token.removeprefix(_SAS_PREFIX)).items()}
     if fields.get("skn") != EMULATOR_KEY_NAME:
         return f"unknown key name {fields.get('skn')!r}"
     resource, expiry = fields.get("sr", ""), fields.get("se", "0")
@@ -571,6 +582,11 @@ def _as_text(value: Any) -> Any:
     if isinstance(value, memoryview | bytes):
         return bytes(value).decode("utf-8", "replace")
     return value
+
+
+def _properties_as_text(message: Message) -> dict[str, Any]:
+    raw: dict[Any, Any] = message.properties or {}
+    return {str(k): _as_text(v) for k, v in raw.items()}
 
 
 def _text(value: Any) -> str | None:
