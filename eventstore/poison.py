@@ -8,7 +8,7 @@ from typing import Any
 
 from eventstore.clock import utc_now_iso
 from eventstore.errors import TransientError
-from eventstore.ports import Commit, DeadLetter, DeadLetterStore, EventRecord
+from eventstore.ports import Commit, DeadLetter, DeadLetterStore, EventRecord, OutboundMessage
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +47,24 @@ def park(
             "correlationId": commit.correlation_id if commit else None,
             "causationId": commit.causation_id if commit else None,
         },
+        parked_at=utc_now_iso(),
+    ))
+
+
+def park_message(
+    dead_letters: DeadLetterStore, consumer: str, message: OutboundMessage, error: BaseException
+) -> None:
+    stream_id, _, version = message.message_id.rpartition(":")
+    log.error("parking message %s for %s: %r", message.message_id, consumer, error)
+    dead_letters.park(DeadLetter(
+        id=f"{consumer}:{message.message_id}",
+        consumer=consumer,
+        stream_id=stream_id,
+        version=int(version) if version.isdigit() else 0,
+        event_type=message.subject,
+        error=f"{type(error).__name__}: {error}",
+        payload={"destination": message.destination, "body": message.body,
+                 "correlationId": message.correlation_id},
         parked_at=utc_now_iso(),
     ))
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from eventstore.poison import park, raise_if_transient
+from eventstore.errors import UndeliverableMessageError
+from eventstore.poison import park, park_message, raise_if_transient
 from eventstore.ports import Commit, DeadLetterStore, EventRecord, MessagePublisher, OutboundMessage
 
 EventMapper = Callable[[Commit, EventRecord], list[OutboundMessage]]
@@ -38,8 +39,15 @@ class Publisher:
                     raise_if_transient(error)
                     park(self._dead_letters, self._consumer, commit.stream_id, record, commit,
                          error)
-        if messages:
-            self._publisher.publish(messages)
+        pending = messages
+        while pending:
+            try:
+                self._publisher.publish(pending)
+                break
+            except UndeliverableMessageError as error:
+                # Messages sent before it go again: the broker drops them as duplicates.
+                park_message(self._dead_letters, self._consumer, error.outbound, error)
+                pending = [m for m in pending if m is not error.outbound]
         return messages
 
 

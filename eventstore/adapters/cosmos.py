@@ -26,6 +26,7 @@ import base64
 import binascii
 import contextvars
 import ipaddress
+import json
 import logging
 import os
 import ssl
@@ -233,6 +234,17 @@ def _translated(operation: str) -> Iterator[None]:
 # --------------------------------------------------------------------------------------------
 
 
+def _is_change_feed_token(token: object) -> bool:
+    """True for the SDK's pull-model continuation token (base64 JSON naming the container)."""
+    if not isinstance(token, str) or not token:
+        return False
+    try:
+        decoded = json.loads(base64.b64decode(token, validate=True))
+    except (binascii.Error, ValueError):
+        return False
+    return isinstance(decoded, dict) and "containerRid" in decoded
+
+
 class CosmosEventStore:
     """``EventStore``, ``ChangeFeed`` and ``CheckpointStore`` over an ``events`` container
     (partition key ``/streamId``) and a leases container (partition key ``/id``).
@@ -302,9 +314,15 @@ class CosmosEventStore:
         """
         if max_items < 1:
             raise ValueError(f"max_items must be >= 1, got {max_items}")
+        # The page's continuation token: the pager's public ``continuation_token`` is read from
+        # the client's shared ``last_response_headers``, which a request on another thread can
+        # overwrite in between. The headers of this very response (handed to response_hook, into
+        # which the SDK writes the composite token) are not shared, so they are preferred.
+        responses: list[Mapping[str, Any]] = []
         options: dict[str, Any] = {
             "max_item_count": max_items,
             "raw_response_hook": self._meter.response_hook("read_feed"),
+            "response_hook": lambda headers, _result: responses.append(headers),
         }
         if checkpoint is None:
             options["start_time"] = "Beginning"
@@ -316,8 +334,10 @@ class CosmosEventStore:
                 documents = list(next(pages))
             except StopIteration:
                 documents = []
-            # by_page() is typed as a plain iterator; the object is the SDK's page iterator.
-            token = getattr(pages, "continuation_token", None) if documents else None
+            token = responses[-1].get("etag") if responses else None
+            if not _is_change_feed_token(token):
+                # by_page() is typed as a plain iterator; the object is the SDK's page iterator.
+                token = getattr(pages, "continuation_token", None)
         if not documents:
             return FeedPage(commits=[], checkpoint=checkpoint)
         if not isinstance(token, str):

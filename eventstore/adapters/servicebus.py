@@ -33,7 +33,7 @@ from azure.servicebus.exceptions import (
     ServiceBusServerBusyError,
 )
 
-from eventstore.errors import TransientError
+from eventstore.errors import TransientError, UndeliverableMessageError
 from eventstore.ports import OutboundMessage
 
 if TYPE_CHECKING:
@@ -57,8 +57,15 @@ _TRANSIENT_TYPES: tuple[type[BaseException], ...] = (
 )
 
 
-class MessageTooLargeError(ValueError):
+class MessageTooLargeError(UndeliverableMessageError):
     """One message does not fit in an empty batch: retrying can never succeed."""
+
+    def __init__(self, message: OutboundMessage, limit: int) -> None:
+        super().__init__(
+            f"message {message.message_id!r} ({message.subject}) for {message.destination!r}"
+            f" does not fit in an empty Service Bus batch of {limit} bytes",
+            message,
+        )
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -218,12 +225,12 @@ class ServiceBusPublisher:
             if _try_add(batch, message):
                 continue
             if len(batch) == 0:
-                raise _too_large(message, batch.max_size_in_bytes)
+                raise MessageTooLargeError(message, batch.max_size_in_bytes)
             # The batch is full: send it and start the next one with this message.
             sender.send_messages(batch, timeout=self._send_timeout)
             batch = sender.create_message_batch()
             if not _try_add(batch, message):
-                raise _too_large(message, batch.max_size_in_bytes)
+                raise MessageTooLargeError(message, batch.max_size_in_bytes)
         if len(batch):
             sender.send_messages(batch, timeout=self._send_timeout)
 
@@ -246,11 +253,4 @@ def _to_servicebus_message(message: OutboundMessage) -> ServiceBusMessage:
         content_type="application/json",
         correlation_id=message.correlation_id,
         application_properties=properties,
-    )
-
-
-def _too_large(message: OutboundMessage, limit: int) -> MessageTooLargeError:
-    return MessageTooLargeError(
-        f"message {message.message_id!r} ({message.subject}) for {message.destination!r} does"
-        f" not fit in an empty Service Bus batch of {limit} bytes"
     )

@@ -68,7 +68,7 @@ param paymentsDeclineAbove int = 100000
 param keyVaultPurgeProtection bool = false
 
 @description('Upper bound for the scale-out of each function app.')
-@minValue(40)
+@minValue(1)
 @maxValue(1000)
 param functionMaximumInstanceCount int = 100
 

@@ -17,7 +17,9 @@ from pathlib import Path
 from typing import Protocol
 
 import pytest
+from azure.cosmos import CosmosClient
 
+from eventstore.adapters.cosmos import CosmosClientOptions, CosmosDatabase, create_cosmos_client
 from eventstore.embedded.sqlite_store import EmbeddedDatabase
 from eventstore.ports import (
     ChangeFeed,
@@ -28,6 +30,7 @@ from eventstore.ports import (
     EventStore,
     ViewStore,
 )
+from tests.support.cosmos_server import shared_cosmos_server
 
 
 class BackendEvents(EventStore, ChangeFeed, CheckpointStore, Protocol):
@@ -123,13 +126,67 @@ def embedded_backend(tmp_path: Path) -> Iterator[Backend]:
             database.close()
 
 
+# -- Cosmos DB (the test server of tests/support/cosmos_server.py) -------------------------------
+
+COSMOS_TEST_CLIENT_OPTIONS = CosmosClientOptions(
+    retry_total=3, retry_backoff_max=5, connection_timeout=5.0, read_timeout=30.0
+)
+
+
+class CosmosBackend:
+    """The Cosmos DB adapters over one database of the shared test server (the ``cosmos_server``
+    fixture's); ``reopen()`` is a new CosmosClient over the same database."""
+
+    def __init__(self, settings: dict[str, str], name: str, clients: list[CosmosClient]) -> None:
+        client = create_cosmos_client(settings, COSMOS_TEST_CLIENT_OPTIONS)
+        clients.append(client)
+        self._settings, self._name, self._clients = settings, name, clients
+        self._database = CosmosDatabase(client, name)
+
+    @property
+    def events(self) -> BackendEvents:
+        return self._database.events
+
+    @property
+    def views(self) -> ViewStore:
+        return self._database.views
+
+    @property
+    def dead_letters(self) -> DeadLetterStore:
+        return self._database.dead_letters
+
+    def reopen(self) -> Backend:
+        self._database.client.close()
+        return CosmosBackend(self._settings, self._name, self._clients)
+
+
+@contextmanager
+def cosmos_backend(tmp_path: Path) -> Iterator[Backend]:
+    settings = shared_cosmos_server().settings
+    name = f"contract-{uuid.uuid4().hex[:12]}"  # a fresh database per test
+    clients: list[CosmosClient] = []
+    backend = CosmosBackend(settings, name, clients)
+    backend._database.ensure_containers()
+    try:
+        yield backend
+    finally:
+        cleanup = create_cosmos_client(settings, COSMOS_TEST_CLIENT_OPTIONS)
+        cleanup.delete_database(name)
+        for client in [*clients, cleanup]:
+            client.close()
+
+
 # -- registry ------------------------------------------------------------------------------------
 
 BACKEND_FACTORIES: dict[str, Callable[[Path], AbstractContextManager[Backend]]] = {
     "embedded": embedded_backend,
+    "cosmos": cosmos_backend,
 }
 
-BACKEND_MARKS: dict[str, list[pytest.MarkDecorator]] = {}
+BACKEND_MARKS: dict[str, list[pytest.MarkDecorator]] = {
+    # Known gaps of the test server: COSMOS_KNOWN_GAPS in tests/support/cosmos_server.py.
+    "cosmos": [pytest.mark.cosmos],
+}
 
 
 @pytest.fixture(

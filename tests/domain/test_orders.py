@@ -213,12 +213,13 @@ def test_delete_item_removes_it_and_keeps_the_rest_in_order() -> None:
 
 
 @pytest.mark.parametrize(
-    "history",
-    [H_CART, (*H_CART, ItemDeletedFromCart("item-2"))],
+    ("history", "missing"),
+    [(H_CART, "item-7"), ((*H_CART, ItemDeletedFromCart("item-2")), "item-2")],
     ids=["never-added", "already-deleted"],
 )
-def test_delete_item_needs_an_item_in_the_cart(history: tuple[OrderEvent, ...]) -> None:
-    missing = "item-2" if len(history) > 3 else "item-7"
+def test_delete_item_needs_an_item_in_the_cart(
+    history: tuple[OrderEvent, ...], missing: str
+) -> None:
     error = (
         given_order(*history)
         .when(DeleteItemFromCart(missing))

@@ -96,7 +96,7 @@ def order_with_items(app: Harness, *prices: int) -> str:
     return order_id
 
 
-# -- success paths ----------------------------------------------------------------------------------
+# -- success paths --------------------------------------------------------------------------------
 
 
 def test_create_order(embedded_app: Harness) -> None:
@@ -279,7 +279,7 @@ def test_a_failed_payment_shows_its_reason(embedded_app: Harness) -> None:
     assert view["status"] == "Failed" and "declined" in view["failureReason"]
 
 
-# -- read your writes -------------------------------------------------------------------------------
+# -- read your writes -----------------------------------------------------------------------------
 
 
 def test_reads_see_the_writes_before_the_projector_ran(embedded_app: Harness) -> None:
@@ -332,7 +332,7 @@ def test_payment_reads_see_the_writes_before_the_projector_ran(embedded_app: Har
     assert view.headers["x-view-source"] == "projection" and view.json["status"] == "Started"
 
 
-# -- correlation ------------------------------------------------------------------------------------
+# -- correlation ----------------------------------------------------------------------------------
 
 
 def test_correlation_id_is_recorded_echoed_and_forwarded_to_payments(
@@ -360,7 +360,7 @@ def test_correlation_id_is_recorded_echoed_and_forwarded_to_payments(
     assert call.headers["x-correlation-id"] == "trace-123"
 
 
-# -- errors -----------------------------------------------------------------------------------------
+# -- errors ---------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("raw", [b"{not json", b'{"customerId": "c", ', b"\xff\xfe\x00",

@@ -45,7 +45,7 @@ def bicep_files() -> list[Path]:
 @functools.cache
 def parse(path: Path) -> dict[str, Any]:
     """pycep's JSON for one file. Raises on a parse error."""
-    result: dict[str, Any] = BicepParser().parse(file_path=path)
+    result: dict[str, Any] = dict(BicepParser().parse(file_path=path))
     return result
 
 
@@ -79,7 +79,8 @@ class Template:
         return dict(self.doc.get("outputs", {}))
 
     def module_path(self, symbol: str) -> Path:
-        return (self.path.parent / self.modules[symbol]["detail"]["path"]).resolve()
+        relative = str(self.modules[symbol]["detail"]["path"])
+        return (self.path.parent / relative).resolve()
 
     def module_template(self, symbol: str) -> Template:
         return Template.load(self.module_path(symbol))

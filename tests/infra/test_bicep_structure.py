@@ -105,8 +105,10 @@ def test_cosmos_account_is_serverless_keyless_tls12_with_continuous_backup() -> 
 
 def _containers() -> dict[str, dict[str, Any]]:
     tpl = template("modules/cosmos-database.bicep")
-    containers = tpl.resources_of_type("Microsoft.DocumentDB/databaseAccounts/sqlDatabases/containers")
-    return {tpl.params[bm.body(c)["name"]]["default"]: props(c)["resource"] for c in containers.values()}
+    containers = tpl.resources_of_type(
+        "Microsoft.DocumentDB/databaseAccounts/sqlDatabases/containers"
+    ).values()
+    return {tpl.params[bm.body(c)["name"]]["default"]: props(c)["resource"] for c in containers}
 
 
 def test_containers_and_partition_keys() -> None:
@@ -141,8 +143,8 @@ def test_each_identity_gets_cosmos_data_contributor_on_its_own_database_only(sco
     main = scope.template
     calls = main.module_calls("cosmos-database.bicep")
     grants = {
-        call_ref(main, symbol, "dataContributorPrincipalId"): call_arg(scope, symbol, "databaseName")
-        for symbol in calls
+        call_ref(main, s, "dataContributorPrincipalId"): call_arg(scope, s, "databaseName")
+        for s in calls
     }
     assert grants == {
         "ordersIdentity.outputs.principalId": "orders",
@@ -211,7 +213,7 @@ def test_queue_and_subscription_dead_letter_after_max_deliveries() -> None:
     assert tpl.params[bm.body(subscription)["name"]]["default"] == "orders"
 
 
-def _sb_grants(scope: Any) -> dict[str, dict[str, Any]]:
+def _sb_grants(scope: Any) -> dict[str | None, dict[str, Any]]:
     main = scope.template
     grants = {}
     for symbol in main.module_calls("servicebus-access.bicep"):
@@ -343,7 +345,8 @@ def test_payments_key_is_a_key_vault_reference_readable_only_by_orders(scope: An
     assert role_id_of(tpl, assignment) == KEY_VAULT_SECRETS_USER
     main = scope.template
     (kv_call,) = main.module_calls("keyvault.bicep")
-    assert call_ref(main, kv_call, "secretReaderPrincipalId") == "ordersIdentity.outputs.principalId"
+    reader = call_ref(main, kv_call, "secretReaderPrincipalId")
+    assert reader == "ordersIdentity.outputs.principalId"
     assert call_ref(main, kv_call, "paymentsFunctionAppName") == "paymentsApp.outputs.name"
     orders = main.variables["ordersAppSettings"]["value"]
     assert orders["PAYMENTS_API_KEY"] == (
@@ -407,10 +410,11 @@ def test_every_role_assignment_has_an_explicit_narrow_scope() -> None:
 
 
 def test_outputs_name_both_api_base_urls(main: Any) -> None:
-    assert bm.dotted(main.outputs["ORDERS_API_BASE_URL"]["value"]) == "ordersApp.outputs.apiBaseUrl"
-    assert (
-        bm.dotted(main.outputs["PAYMENTS_API_BASE_URL"]["value"]) == "paymentsApp.outputs.apiBaseUrl"
-    )
+    for output, module in [
+        ("ORDERS_API_BASE_URL", "ordersApp"),
+        ("PAYMENTS_API_BASE_URL", "paymentsApp"),
+    ]:
+        assert bm.dotted(main.outputs[output]["value"]) == f"{module}.outputs.apiBaseUrl"
     app = template("modules/functionapp.bicep")
     assert app.outputs["apiBaseUrl"]["value"] == "https://${site.properties.defaultHostName}/api"
 

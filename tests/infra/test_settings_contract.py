@@ -84,7 +84,8 @@ PLACEHOLDERS = {
 def _app_symbol(service: str) -> str:
     scope = bm.main_scope()
     for symbol in scope.template.module_calls("functionapp.bicep"):
-        if bm.resolve(bm.body(scope.template.modules[symbol])["params"]["azdServiceName"], scope) == service:
+        params = bm.body(scope.template.modules[symbol])["params"]
+        if bm.resolve(params["azdServiceName"], scope) == service:
             return str(symbol)
     raise AssertionError(f"main.bicep has no function app for service {service!r}")
 
@@ -360,8 +361,12 @@ def test_no_app_setting_holds_a_key(service: str) -> None:
 def test_the_app_runs_as_its_own_user_assigned_identity(service: str) -> None:
     exprs = app_settings_expr(service)
     client_id = f"{service}Identity.outputs.clientId"
-    for name in ("AZURE_CLIENT_ID", "COSMOS__clientId", "SERVICEBUS__clientId",
-                 "AzureWebJobsStorage__clientId"):
+    for name in (
+        "AZURE_CLIENT_ID",
+        "COSMOS__clientId",
+        "SERVICEBUS__clientId",
+        "AzureWebJobsStorage__clientId",
+    ):
         assert bm.dotted(exprs[name]) == client_id, name
     assert exprs["AzureWebJobsStorage__credential"] == "managedidentity"
     assert bm.dotted(exprs["AzureWebJobsStorage__accountName"]) == f"{service}Storage.outputs.name"

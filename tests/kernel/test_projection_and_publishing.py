@@ -115,3 +115,22 @@ def test_publisher_raises_transient_errors_so_the_host_retries(
         Publisher(map_event, RecordingPublisher(fail=True), database.dead_letters, "pub").handle(
             [commit(CANCELLED)])
     assert database.dead_letters.list_letters() == []
+
+
+def test_publisher_parks_an_undeliverable_message_and_sends_the_rest(
+        database: EmbeddedDatabase) -> None:
+    from eventstore.errors import UndeliverableMessageError
+
+    class RejectsOne(RecordingPublisher):
+        def publish(self, messages: Sequence[OutboundMessage]) -> None:
+            for message in messages:
+                if message.message_id == "order-o2:4":
+                    raise UndeliverableMessageError("too large", message)
+            self.sent.extend(messages)
+
+    sink = RejectsOne()
+    Publisher(map_event, sink, database.dead_letters, "pub").handle(
+        [commit(CANCELLED), commit(CANCELLED, stream="order-o2")])
+    assert [m.message_id for m in sink.sent] == ["order-o1:4"]
+    assert [(d.stream_id, d.version, d.event_type) for d in
+            database.dead_letters.list_letters()] == [("order-o2", 4, "OrderPaid")]

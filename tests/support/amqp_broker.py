@@ -31,12 +31,13 @@ broker thread. All state shared with the test thread sits behind one ``threading
 
 What it proves: the SDK publisher, configured from an emulator-style connection string, opens a
 real AMQP connection, authenticates through CBS with a correctly signed SAS token, attaches to
-the right entity, splits batches at the link's max-message-size (256 KB, the Standard tier),
-and that every field (message id, subject, content type, correlation id, application
-properties, body) survives AMQP encoding; and how SDK errors for rejected deliveries and
-detached links surface. What it does NOT prove: TLS, Entra ID (AAD/JWT) tokens, duplicate
-detection, topic subscriptions/filters, entity existence or sizes, sessions, receiving,
-throttling behaviour or anything else of the real Service Bus service or its emulator.
+the right entity, splits batches at the Standard tier's 256 KB (what the SDK picks for the
+link's advertised max-message-size), and that every field (message id, subject, content type,
+correlation id, application properties, body) survives AMQP encoding; and how SDK errors for
+rejected deliveries and detached links surface. What it does NOT prove: TLS, Entra ID
+(AAD/JWT) tokens, duplicate detection, topic subscriptions/filters, entity existence or sizes,
+sessions, receiving, throttling behaviour or anything else of the real Service Bus service or
+its emulator.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -262,8 +264,10 @@ class AmqpTestBroker:
                         del peers[peer.sock]
                         peer.sock.close()
                     else:
-                        want = selectors.EVENT_READ
-                        if peer.transport.pending() > 0:
+                        # Read while the engine takes input (not after EOF: that would spin),
+                        # write while it has output; with neither it is about to close.
+                        want = selectors.EVENT_READ if peer.transport.capacity() > 0 else 0
+                        if peer.transport.pending() != 0 or not want:
                             want |= selectors.EVENT_WRITE
                         selector.modify(peer.sock, want, None)
         except BaseException as exc:  # keep it visible to the tests rather than lost in a thread
@@ -276,7 +280,7 @@ class AmqpTestBroker:
             self._listener.close()
             self._wake_r.close()
 
-    def _tick(self, peers: Any) -> float:
+    def _tick(self, peers: Iterable[_Peer]) -> float:
         """Let proton handle idle timeouts; returns how long select may block."""
         now = time.monotonic()
         timeout = 1.0

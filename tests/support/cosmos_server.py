@@ -64,8 +64,8 @@ _FAKE_FEED_POLLS = (
 )
 _FAKE_FEED_ORDER = (
     "cosmosdb-server's fake change feed returns documents sorted by _rid as base64 text, which "
-    "stops matching commit order after 52 documents; the test reads 96 commits of one stream "
-    "from the feed and checks their order (docs/cosmos-test-server.md#change-feed)"
+    "is not commit order once a container holds 52 or more documents; the test reads 96 commits "
+    "of one stream from the feed and checks their order (docs/cosmos-test-server.md#change-feed)"
 )
 
 
@@ -101,6 +101,17 @@ COSMOS_KNOWN_GAPS: dict[str, KnownGap] = {
 to the cosmos variant of a contract test (``[cosmos]``) or to a test marked ``cosmos``: an
 xfail(strict=True, raises=AssertionError), or deselection where ``deselect`` says so. Keep
 docs/cosmos-test-server.md in step."""
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # The test server's certificate is self-signed and the Cosmos tests accept it (loopback
+    # only); urllib3 warns on every such request, also from the SDK's background threads while
+    # other tests run. Only loopback hosts are silenced.
+    config.addinivalue_line(
+        "filterwarnings",
+        r"ignore:Unverified HTTPS request is being made to host '127\.:"
+        "urllib3.exceptions.InsecureRequestWarning",
+    )
 
 
 def _is_cosmos_item(item: pytest.Item) -> bool:

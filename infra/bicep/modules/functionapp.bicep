@@ -48,7 +48,7 @@ param pythonVersion string = '3.11'
 param instanceMemoryMB int = 2048
 
 @description('Upper bound for scale-out.')
-@minValue(40)
+@minValue(1)
 @maxValue(1000)
 param maximumInstanceCount int = 100
 
