@@ -30,7 +30,7 @@ class RetryPolicy:
         """Seconds to wait before retry number ``retry`` (1-based)."""
         if self.strategy == "fixed_delay":
             return self.delay
-        return min(self.maximum, self.minimum * 2.0 ** (retry - 1))
+        return min(self.maximum, self.minimum * 2.0 ** min(retry - 1, 32))
 
     def allows(self, retry: int) -> bool:
         return self.max_retry_count < 0 or retry <= self.max_retry_count
@@ -169,7 +169,7 @@ def compile_route(route: str) -> tuple[re.Pattern[str], tuple[int, ...]]:
             parts.append(f"(?:/{body})?" if optional else f"/{body}")
             specificity.append(2 if catch_all else 1)
         else:
-            parts.append("/" + re.escape(segment))
+            parts.append(f"/(?i:{re.escape(segment)})")  # ASP.NET routing ignores literal case
             specificity.append(0)
     return re.compile("^" + "".join(parts) + "/?$"), tuple(specificity)
 

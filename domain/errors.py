@@ -59,7 +59,7 @@ class CartChanged(DomainError):
 
 
 def require_id(value: object, field: str) -> str:
-    """A non-blank identifier of at most MAX_ID_LENGTH characters."""
+    """A non-blank identifier of at most MAX_ID_LENGTH characters, without control characters."""
     if not isinstance(value, str):
         raise InvalidCommand(f"{field} must be a string, got {_kind(value)}", field)
     if not value.strip():
@@ -68,6 +68,9 @@ def require_id(value: object, field: str) -> str:
         raise InvalidCommand(
             f"{field} must be at most {MAX_ID_LENGTH} characters, got {len(value)}", field
         )
+    # Ids end up in stream ids, document ids, message ids and logs, where these break things.
+    if any(ord(char) < 32 or ord(char) == 127 for char in value):
+        raise InvalidCommand(f"{field} must not contain control characters", field)
     return value
 
 

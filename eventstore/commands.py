@@ -80,15 +80,17 @@ class CommandProcessor(Generic[C, E, S]):
     def decider(self) -> Decider[C, E, S]:
         return self._decider
 
-    def load(self, stream_id: str, *, at_least: int = 0) -> tuple[S, int]:
-        """The stream's current state and version (0 = the stream does not exist).
+    def load(self, stream_id: str, *, at_least: int = 0, refresh: bool = False
+             ) -> tuple[S, int]:
+        """The stream's state and version (0 = the stream does not exist).
 
-        Served from the cache when it holds at least version ``at_least``; otherwise only the
-        commits after the cached version are read.
+        Served from the cache when it holds at least version ``at_least``, unless ``refresh``
+        asks for the latest (before a side effect outside the stream, where a stale decision
+        would be costly); either way only the commits after the cached version are read.
         """
         with self._stream_lock(stream_id):
             entry = self._cached(stream_id)
-            if entry is None or entry.version < at_least:
+            if entry is None or entry.version < at_least or refresh:
                 entry = self._catch_up(stream_id, entry)
             return entry.state, entry.version
 

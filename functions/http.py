@@ -35,7 +35,7 @@ MAX_BODY_BYTES = 64 * 1024
 CORRELATION_HEADER = "X-Correlation-Id"
 CAUSATION_HEADER = "X-Causation-Id"
 PROBLEM_JSON = "application/problem+json"
-_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -81,7 +81,9 @@ def read_json(req: func.HttpRequest, model: type[M], *, optional: bool = False) 
         raise ApiError(400, "Invalid request body", "a JSON object body is required")
     try:
         payload = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+    except (ValueError, RecursionError) as error:
+        # ValueError covers bad UTF-8, bad syntax and over-long integers; RecursionError, nesting
+        # deeper than the parser allows. All are the client's mistake.
         raise ApiError(400, "Malformed JSON", f"the body is not valid JSON: {error}") from None
     if not isinstance(payload, dict):
         raise ApiError(400, "Invalid request body",
@@ -101,14 +103,14 @@ def read_json(req: func.HttpRequest, model: type[M], *, optional: bool = False) 
 def route_id(req: func.HttpRequest, name: str, what: str) -> str:
     """A path id; one that could never have been issued is simply not found."""
     value = str(req.route_params.get(name, ""))
-    if not _ID_PATTERN.match(value):
+    if not _ID_PATTERN.fullmatch(value):
         raise ApiError(404, f"{what.capitalize()} not found", f"no {what} with id {value!r}")
     return value
 
 
 def min_version(req: func.HttpRequest) -> int:
-    raw = req.params.get("minVersion", "0")
-    if not raw.isdigit():
+    raw = str(req.params.get("minVersion", "0"))
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 18):
         raise ApiError(400, "Invalid query parameter",
                        f"minVersion must be a non-negative integer, got {raw!r}",
                        [{"field": "minVersion", "message": "must be a non-negative integer"}])

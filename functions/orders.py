@@ -133,7 +133,9 @@ def checkout(req: func.HttpRequest) -> func.HttpResponse:
     order_id = _order_id(req)
     stream_id = _stream(order_id)
     context = command_context(req)
-    state, version = _orders().load(stream_id)
+    # Fresh, not cached: another instance may have changed or checked out the order, and a
+    # payment id derived from a stale version would create a second payment.
+    state, version = _orders().load(stream_id, refresh=True)
     command = domain.checkout_command(state, version)
     first_attempt = bool(domain.order_decider.decide(command, state))  # refusals: before Payments
     if first_attempt:

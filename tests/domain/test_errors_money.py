@@ -59,6 +59,7 @@ def test_max_amount_is_the_largest_exact_double_integer() -> None:
 
 def test_field_checks_return_valid_values() -> None:
     assert require_id("o-1", "orderId") == "o-1"
+    assert require_id("ordre n° 1 ~ é", "orderId") == "ordre n° 1 ~ é"
     assert require_text("", "reason") == ""
     assert require_text("abc", "note", max_length=3) == "abc"
     assert require_int(5, "quantity", 5, 5) == 5
@@ -69,6 +70,8 @@ def test_field_checks_return_valid_values() -> None:
     [
         (lambda: require_id(None, "orderId"), "orderId", "must be a string, got null"),
         (lambda: require_id("  ", "orderId"), "orderId", "must not be empty"),
+        (lambda: require_id("o-1\n", "orderId"), "orderId", "must not contain control"),
+        (lambda: require_id("o\x7f1", "orderId"), "orderId", "must not contain control"),
         (lambda: require_text(b"x", "reason"), "reason", "must be a string, got bytes"),
         (lambda: require_text("abcd", "note", 3), "note", "at most 3 characters, got 4"),
         (lambda: require_int(4, "quantity", 5, 9), "quantity", "between 5 and 9, got 4"),

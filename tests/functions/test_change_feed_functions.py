@@ -333,3 +333,28 @@ def test_a_transient_publish_failure_raises_and_parks_nothing(
     assert [c.version for c in delivered] == [1, 2]
     queued = receive_all(embedded_app, embedded_app.authorizations_queue())
     assert [m.message_id for m in queued] == ["payment-pay-1:2"]
+
+
+class UnavailableProcessor:
+    """The order processor when the event store is throttling reads."""
+
+    def load(self, stream_id: str, *, at_least: int = 0) -> Any:
+        raise TransientError("events container throttled (429)")
+
+
+def test_a_transient_failure_while_mapping_raises_and_parks_nothing(
+    embedded_app: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tap = orders_topic_tap(embedded_app)
+    order_id = order_with_items(embedded_app, 100)
+    checkout(embedded_app, order_id)  # OrderPreparedToPay: mapping it loads the order
+    with monkeypatch.context() as patch:
+        patch.setattr(runtime, "orders", UnavailableProcessor)
+        with pytest.raises(TransientError):
+            embedded_app.pump(orders.orders_publisher, "orders")
+    assert letters("orders") == []
+    assert receive_all(embedded_app, tap) == []
+
+    embedded_app.pump(orders.orders_publisher, "orders")  # retried: the batch comes again
+    assert [m.subject for m in receive_all(embedded_app, tap)] == ["OrderPlaced"]
+    assert letters("orders") == []
