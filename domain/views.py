@@ -51,6 +51,8 @@ def apply_order_event(view: View | None, event: orders.OrderEvent, version: int)
         case orders.OrderCancelled():
             new["status"] = orders.OrderStatus.CANCELLED.value
             new["cancelReason"] = event.reason
+        case _:
+            raise TypeError(f"not an order event: {event!r}")
     new["total"] = sum(i["quantity"] * i["unitPrice"] for i in new["items"])
     return new
 
@@ -77,4 +79,6 @@ def apply_payment_event(view: View | None, event: payments.PaymentEvent, version
         case payments.PaymentFailed():
             new["status"] = payments.PaymentStatus.FAILED.value
             new["failureReason"] = event.reason
+        case _:
+            raise TypeError(f"not a payment event: {event!r}")
     return new
