@@ -58,9 +58,7 @@ _FAKE_FEED = (
     "after a checkpoint are never delivered (docs/cosmos-test-server.md#change-feed)"
 )
 _FAKE_FEED_POLLS = (
-    f"{_FAKE_FEED}; deselected rather than xfailed because the test polls the feed for its full "
-    "30 s deadline before failing (the strict-xfail canary for this gap is "
-    "tests/cosmos/test_cosmos_adapter.py::test_cosmos_feed_resumes_after_checkpoint)"
+    f"{_FAKE_FEED}; the test polls the feed for its full 10 s deadline before it fails"
 )
 _FAKE_FEED_ORDER = (
     "cosmosdb-server's fake change feed returns documents sorted by _rid as base64 text, which "
@@ -69,38 +67,21 @@ _FAKE_FEED_ORDER = (
 )
 
 
-@dataclass(frozen=True)
-class KnownGap:
-    reason: str
-    deselect: bool = False
-    """Deselect instead of xfail(strict=True): only for tests that would spend a long polling
-    deadline before failing; their gap keeps a strict-xfail canary."""
-
-
 _CONTRACT = "tests/contract/test_event_store_contract.py::"
 
-COSMOS_KNOWN_GAPS: dict[str, KnownGap] = {
-    "tests/cosmos/test_cosmos_adapter.py::test_cosmos_feed_resumes_after_checkpoint": KnownGap(
-        _FAKE_FEED
-    ),
-    f"{_CONTRACT}test_multi_event_commit_is_all_or_nothing": KnownGap(
-        _FAKE_FEED_POLLS, deselect=True
-    ),
-    f"{_CONTRACT}test_feed_pages_deliver_every_commit_exactly_once_in_stream_order": KnownGap(
-        _FAKE_FEED_POLLS, deselect=True
-    ),
-    f"{_CONTRACT}test_checkpoint_resumes_after_reopen": KnownGap(_FAKE_FEED_POLLS, deselect=True),
-    f"{_CONTRACT}test_saving_a_checkpoint_again_moves_it": KnownGap(
-        _FAKE_FEED_POLLS, deselect=True
-    ),
-    f"{_CONTRACT}test_concurrent_writers_get_contiguous_versions_each_won_once": KnownGap(
-        _FAKE_FEED_ORDER
-    ),
+COSMOS_KNOWN_GAPS: dict[str, str] = {
+    "tests/cosmos/test_cosmos_adapter.py::test_cosmos_feed_resumes_after_checkpoint": _FAKE_FEED,
+    f"{_CONTRACT}test_multi_event_commit_is_all_or_nothing": _FAKE_FEED_POLLS,
+    f"{_CONTRACT}test_feed_pages_deliver_every_commit_exactly_once_in_stream_order":
+        _FAKE_FEED_POLLS,
+    f"{_CONTRACT}test_checkpoint_resumes_after_reopen": _FAKE_FEED_POLLS,
+    f"{_CONTRACT}test_saving_a_checkpoint_again_moves_it": _FAKE_FEED_POLLS,
+    f"{_CONTRACT}test_concurrent_writers_get_contiguous_versions_each_won_once": _FAKE_FEED_ORDER,
 }
-"""THE list of tests the test server cannot pass, by node id (without parameters). Applied only
-to the cosmos variant of a contract test (``[cosmos]``) or to a test marked ``cosmos``: an
-xfail(strict=True, raises=AssertionError), or deselection where ``deselect`` says so. Keep
-docs/cosmos-test-server.md in step."""
+"""THE list of tests the test server cannot pass, by node id (without parameters), with the
+reason. Applied only to the cosmos variant of a contract test (``[cosmos]``) or to a test marked
+``cosmos``, as xfail(strict=True, raises=AssertionError): if the server gains the feature, the
+run fails until the entry is removed. Keep docs/cosmos-test-server.md in step."""
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -123,24 +104,11 @@ def _is_cosmos_item(item: pytest.Item) -> bool:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    kept: list[pytest.Item] = []
-    deselected: list[pytest.Item] = []
     for item in items:
-        gap = COSMOS_KNOWN_GAPS.get(item.nodeid.split("[", 1)[0])
-        if gap is None or not _is_cosmos_item(item):
-            kept.append(item)
-        elif gap.deselect:
-            deselected.append(item)
-        else:
-            item.add_marker(
-                pytest.mark.xfail(
-                    reason=f"test-server gap: {gap.reason}", strict=True, raises=AssertionError
-                )
-            )
-            kept.append(item)
-    if deselected:
-        config.hook.pytest_deselected(items=deselected)
-        items[:] = kept
+        reason = COSMOS_KNOWN_GAPS.get(item.nodeid.split("[", 1)[0])
+        if reason is not None and _is_cosmos_item(item):
+            item.add_marker(pytest.mark.xfail(reason=f"test-server gap: {reason}", strict=True,
+                                              raises=AssertionError))
 
 
 # --------------------------------------------------------------------------------------------
