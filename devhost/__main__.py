@@ -42,6 +42,8 @@ def parse_args(argv: list[str] | None = None) -> HostOptions:
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    for chatty in ("azure", "httpx", "uamqp"):  # SDK request logs drown the invocation lines
+        logging.getLogger(chatty).setLevel(logging.WARNING)
     options = parse_args(argv)
     try:
         run(options)
