@@ -20,6 +20,28 @@ class EncodedEvent:
     data: dict[str, Any]
 
 
+def decode_event(
+    decoders: Mapping[str, Callable[[Mapping[str, Any]], E]],
+    aggregate: str,
+    schema_version_read: int,
+    event_type: str,
+    schema_version: int,
+    data: Mapping[str, Any],
+) -> E:
+    """Rebuild a stored event; ValueError for an unknown type or schema version or bad data."""
+    if not isinstance(data, Mapping):
+        raise ValueError(f"{event_type} data must be a JSON object, got {type(data).__name__}")
+    decoder = decoders.get(event_type)
+    if decoder is None:
+        raise ValueError(f"unknown {aggregate} event type {event_type!r}")
+    if schema_version != schema_version_read:
+        raise ValueError(
+            f"unsupported schema version {schema_version} of {event_type} "
+            f"(this code reads version {schema_version_read})"
+        )
+    return decoder(data)
+
+
 @dataclass(frozen=True)
 class Decider(Generic[C, E, S]):
     stream_type: str  # "order" / "payment"; streams are named f"{stream_type}-{id}"

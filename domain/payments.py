@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any, Never
 
-from .decider import Decider, EncodedEvent
+from .decider import Decider, EncodedEvent, decode_event
 from .errors import (
     AlreadyExists,
     InvalidTransition,
@@ -305,17 +305,7 @@ PAYMENT_EVENT_TYPES = frozenset(_DECODERS)
 
 def decode(event_type: str, schema_version: int, data: Mapping[str, Any]) -> PaymentEvent:
     """Rebuild a stored event; ValueError for an unknown type or schema version or bad data."""
-    if not isinstance(data, Mapping):
-        raise ValueError(f"{event_type} data must be a JSON object, got {type(data).__name__}")
-    decoder = _DECODERS.get(event_type)
-    if decoder is None:
-        raise ValueError(f"unknown payment event type {event_type!r}")
-    if schema_version != SCHEMA_VERSION:
-        raise ValueError(
-            f"unsupported schema version {schema_version} of {event_type} "
-            f"(this code reads version {SCHEMA_VERSION})"
-        )
-    return decoder(data)
+    return decode_event(_DECODERS, "payment", SCHEMA_VERSION, event_type, schema_version, data)
 
 
 payment_decider: Decider[PaymentCommand, PaymentEvent, PaymentState] = Decider(

@@ -245,6 +245,22 @@ def _is_change_feed_token(token: object) -> bool:
     return isinstance(decoded, dict) and "containerRid" in decoded
 
 
+def _read_or_none(
+    container: ContainerProxy, item_id: str, meter: RequestMeter, operation: str
+) -> dict[str, Any] | None:
+    """Point read of an item whose partition key is its id; None when it does not exist."""
+    try:
+        return container.read_item(
+            item_id, partition_key=item_id, raw_response_hook=meter.response_hook(operation)
+        )
+    except CosmosHttpResponseError as error:
+        if error.status_code == 404:
+            return None
+        _raise_translated(operation, error)
+    except (ServiceRequestError, ServiceResponseError, CosmosClientTimeoutError) as error:
+        _raise_translated(operation, error)
+
+
 class CosmosEventStore:
     """``EventStore``, ``ChangeFeed`` and ``CheckpointStore`` over an ``events`` container
     (partition key ``/streamId``) and a leases container (partition key ``/id``).
@@ -353,20 +369,9 @@ class CosmosEventStore:
         return f"checkpoint:{self._events.id}:{consumer}"
 
     def load_checkpoint(self, consumer: str) -> str | None:
-        document_id = self._checkpoint_id(consumer)
-        try:
-            document = self._leases.read_item(
-                document_id,
-                partition_key=document_id,
-                raw_response_hook=self._meter.response_hook("load_checkpoint"),
-            )
-        except CosmosHttpResponseError as error:
-            if error.status_code == 404:
-                return None
-            _raise_translated("load_checkpoint", error)
-        except (ServiceRequestError, ServiceResponseError, CosmosClientTimeoutError) as error:
-            _raise_translated("load_checkpoint", error)
-        return str(document["checkpoint"])
+        document = _read_or_none(self._leases, self._checkpoint_id(consumer), self._meter,
+                                 "load_checkpoint")
+        return None if document is None else str(document["checkpoint"])
 
     def save_checkpoint(self, consumer: str, checkpoint: str) -> None:
         if not checkpoint:
@@ -397,18 +402,9 @@ class CosmosViewStore:
         self._meter = meter or REQUEST_METER
 
     def get(self, view_id: str) -> StoredView | None:
-        try:
-            item = self._views.read_item(
-                view_id,
-                partition_key=view_id,
-                raw_response_hook=self._meter.response_hook("view_get"),
-            )
-        except CosmosHttpResponseError as error:
-            if error.status_code == 404:
-                return None
-            _raise_translated("view_get", error)
-        except (ServiceRequestError, ServiceResponseError, CosmosClientTimeoutError) as error:
-            _raise_translated("view_get", error)
+        item = _read_or_none(self._views, view_id, self._meter, "view_get")
+        if item is None:
+            return None
         return StoredView(document=dict(item["view"]), etag=str(item["_etag"]))
 
     def put(self, view_id: str, document: JsonDict, etag: str | None) -> str:
