@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,7 +65,8 @@ def prepare(options: HostOptions) -> tuple[AppIndex, dict[str, str]]:
     return index, settings
 
 
-def run(options: HostOptions) -> None:
+def run(options: HostOptions) -> int:
+    """Run until Ctrl-C; the exit code is 1 when the HTTP server could not start."""
     index, _ = prepare(options)
     from functions import runtime
 
@@ -87,14 +89,19 @@ def run(options: HostOptions) -> None:
         thread.start()
     config = uvicorn.Config(build_app(index.http, prefix), host=options.host, port=options.port,
                             log_level="warning", access_log=False, lifespan="off")
+    server = uvicorn.Server(config)
     try:
-        uvicorn.Server(config).run()
+        server.run()
     finally:
         stop.set()
         for thread in threads:
             thread.join(timeout=10)
         runtime.close()
         print("Host stopped.", flush=True)
+    if not server.started:
+        print(f"error: could not listen on {options.host}:{options.port}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _print_banner(index: AppIndex, options: HostOptions, prefix: str) -> None:

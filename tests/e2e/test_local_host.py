@@ -220,3 +220,32 @@ def test_restart_mid_flow_still_reaches_paid(tmp_path: Path) -> None:
         assert event_types(second, "orders", order_id).count("OrderPaid") == 1
     finally:
         second.stop()
+
+
+def test_a_second_host_on_a_busy_port_fails_with_a_clear_error(host: LocalHost,
+                                                                tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from tests.e2e.localhost import ROOT
+
+    second = subprocess.run(
+        [sys.executable, "-m", "devhost", "--port", str(host.port), "--data-dir",
+         str(tmp_path / "other")], cwd=ROOT, capture_output=True, text=True, timeout=60,
+        check=False)
+    assert second.returncode != 0
+    assert "address already in use" in second.stderr
+
+
+def test_a_broken_settings_file_is_reported_not_a_traceback(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from tests.e2e.localhost import ROOT
+
+    settings = tmp_path / "settings.json"
+    settings.write_text("{not json")
+    result = subprocess.run([sys.executable, "-m", "devhost", "--settings", str(settings)],
+                            cwd=ROOT, capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 2
+    assert "not valid JSON" in result.stderr and "Traceback" not in result.stderr
