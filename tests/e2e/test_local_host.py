@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -10,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.localhost import LocalHost
+from tests.e2e.localhost import ROOT, LocalHost
 
 pytestmark = pytest.mark.e2e
 
@@ -224,11 +226,6 @@ def test_restart_mid_flow_still_reaches_paid(tmp_path: Path) -> None:
 
 def test_a_second_host_on_a_busy_port_fails_with_a_clear_error(host: LocalHost,
                                                                 tmp_path: Path) -> None:
-    import subprocess
-    import sys
-
-    from tests.e2e.localhost import ROOT
-
     second = subprocess.run(
         [sys.executable, "-m", "devhost", "--port", str(host.port), "--data-dir",
          str(tmp_path / "other")], cwd=ROOT, capture_output=True, text=True, timeout=60,
@@ -238,11 +235,6 @@ def test_a_second_host_on_a_busy_port_fails_with_a_clear_error(host: LocalHost,
 
 
 def test_a_broken_settings_file_is_reported_not_a_traceback(tmp_path: Path) -> None:
-    import subprocess
-    import sys
-
-    from tests.e2e.localhost import ROOT
-
     settings = tmp_path / "settings.json"
     settings.write_text("{not json")
     result = subprocess.run([sys.executable, "-m", "devhost", "--settings", str(settings)],
