@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import azure.functions as func
 
-from eventstore.commands import CommandContext
+from domain.decider import Decider
+from eventstore.commands import CommandContext, CommandProcessor
 from eventstore.poison import parse_commits
-from eventstore.ports import Commit, EventStore, JsonDict, ViewStore
+from eventstore.ports import Commit, JsonDict
 from eventstore.projection import ViewDefinition, projection_from_stream
-from functions.http import ApiError, json_response
+from functions import runtime
+from functions.http import ApiError, json_response, min_version
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +60,10 @@ def message_context(message: func.ServiceBusMessage) -> CommandContext:
                           causation_id=message_id)
 
 
-def stream_events_response(commits: Iterable[Commit], what: str, aggregate_id: str
-                           ) -> func.HttpResponse:
+def events_response(service: str, decider: Decider[Any, Any, Any], aggregate_id: str,
+                    what: str) -> func.HttpResponse:
+    """The stream's events in order, each with its commit's metadata; 404 for no stream."""
+    commits = runtime.stores(service).events.read_stream(decider.stream_id(aggregate_id))
     events = [
         {**record.to_document(), "streamId": commit.stream_id,
          "correlationId": commit.correlation_id, "causationId": commit.causation_id}
@@ -70,21 +74,25 @@ def stream_events_response(commits: Iterable[Commit], what: str, aggregate_id: s
     return json_response(events)
 
 
-def read_view(
-    definition: ViewDefinition[Any],
-    views: ViewStore,
-    events: EventStore,
-    stream_id: str,
-    view_id: str,
-    needed_version: int,
-) -> tuple[JsonDict | None, str]:
-    """The view, at least at ``needed_version``: from the projection when it has caught up,
-    otherwise computed from the stream (projections lag; clients may read their own writes)."""
-    stored = views.get(view_id)
-    if stored is not None and int(stored.document.get("version", 0)) >= needed_version:
-        return _public(stored.document), "projection"
-    view = projection_from_stream(definition, events.read_stream(stream_id))
-    return (_public(view) if view else None), "stream"
+def view_response(req: func.HttpRequest, service: str, definition: ViewDefinition[Any],
+                  processor: CommandProcessor[Any, Any, Any], aggregate_id: str, what: str
+                  ) -> func.HttpResponse:
+    """The view at least at ``?minVersion`` and at the newest version this instance wrote: from
+    the projection when it has caught up, otherwise computed from the stream (projections lag,
+    and clients must be able to read their own writes)."""
+    stream_id = definition.decider.stream_id(aggregate_id)
+    needed = max(min_version(req), processor.cached_version(stream_id))
+    stores = runtime.stores(service)
+    stored = stores.views.get(definition.view_id(stream_id))
+    view: JsonDict | None
+    if stored is not None and int(stored.document.get("version", 0)) >= needed:
+        view, source = stored.document, "projection"
+    else:
+        view = projection_from_stream(definition, stores.events.read_stream(stream_id))
+        source = "stream"
+    if view is None:
+        raise ApiError(404, f"{what.capitalize()} not found", f"no {what} with id {aggregate_id!r}")
+    return json_response(_public(view), headers={"X-View-Source": source})
 
 
 def _public(document: JsonDict) -> JsonDict:

@@ -20,16 +20,15 @@ from functions import runtime
 from functions.common import (
     change_feed_function,
     commits_from,
+    events_response,
     message_context,
-    read_view,
-    stream_events_response,
+    view_response,
 )
 from functions.http import (
     ApiError,
     command_context,
     http_endpoint,
     json_response,
-    min_version,
     read_json,
     route_id,
 )
@@ -164,23 +163,14 @@ def cancel(req: func.HttpRequest) -> func.HttpResponse:
 @bp.route(route="orders/{orderId}", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 @http_endpoint
 def get_order(req: func.HttpRequest) -> func.HttpResponse:
-    order_id = _order_id(req)
-    stream_id = _stream(order_id)
-    needed = max(min_version(req), _orders().cached_version(stream_id))
-    stores = runtime.stores("orders")
-    view, source = read_view(ORDER_VIEW, stores.views, stores.events, stream_id, order_id, needed)
-    if view is None:
-        raise ApiError(404, "Order not found", f"no order with id {order_id!r}")
-    return json_response(view, headers={"X-View-Source": source})
+    return view_response(req, "orders", ORDER_VIEW, _orders(), _order_id(req), "order")
 
 
 @bp.function_name("orders_events")
 @bp.route(route="orders/{orderId}/events", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 @http_endpoint
 def get_order_events(req: func.HttpRequest) -> func.HttpResponse:
-    order_id = _order_id(req)
-    commits = runtime.stores("orders").events.read_stream(_stream(order_id))
-    return stream_events_response(commits, "order", order_id)
+    return events_response("orders", domain.order_decider, _order_id(req), "order")
 
 
 @change_feed_function(bp, "orders_projector", "ORDERS_DATABASE", PROJECTOR)

@@ -20,16 +20,14 @@ from functions import runtime
 from functions.common import (
     change_feed_function,
     commits_from,
+    events_response,
     message_context,
-    read_view,
-    stream_events_response,
+    view_response,
 )
 from functions.http import (
-    ApiError,
     command_context,
     http_endpoint,
     json_response,
-    min_version,
     read_json,
     route_id,
 )
@@ -103,15 +101,7 @@ def authorize_payment(req: func.HttpRequest) -> func.HttpResponse:
 @bp.route(route="payments/{paymentId}", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 @http_endpoint
 def get_payment(req: func.HttpRequest) -> func.HttpResponse:
-    payment_id = _payment_id(req)
-    stream_id = _stream(payment_id)
-    needed = max(min_version(req), _payments().cached_version(stream_id))
-    stores = runtime.stores("payments")
-    view, source = read_view(PAYMENT_VIEW, stores.views, stores.events, stream_id, payment_id,
-                             needed)
-    if view is None:
-        raise ApiError(404, "Payment not found", f"no payment with id {payment_id!r}")
-    return json_response(view, headers={"X-View-Source": source})
+    return view_response(req, "payments", PAYMENT_VIEW, _payments(), _payment_id(req), "payment")
 
 
 @bp.function_name("payments_events")
@@ -119,9 +109,7 @@ def get_payment(req: func.HttpRequest) -> func.HttpResponse:
           auth_level=func.AuthLevel.ANONYMOUS)
 @http_endpoint
 def get_payment_events(req: func.HttpRequest) -> func.HttpResponse:
-    payment_id = _payment_id(req)
-    commits = runtime.stores("payments").events.read_stream(_stream(payment_id))
-    return stream_events_response(commits, "payment", payment_id)
+    return events_response("payments", domain.payment_decider, _payment_id(req), "payment")
 
 
 @change_feed_function(bp, "payments_projector", "PAYMENTS_DATABASE", PROJECTOR)
