@@ -59,10 +59,19 @@ def prepare(options: HostOptions) -> tuple[AppIndex, dict[str, str]]:
     if "PAYMENTS_API_BASE_URL" not in os.environ:
         # Both services run in this host: checkout calls Payments here, whatever the port.
         overrides["PAYMENTS_API_BASE_URL"] = (
-            f"http://{options.host}:{options.port}/{route_prefix(options.app_dir)}")
+            f"http://{_loopback_for(options.host)}:{options.port}/{route_prefix(options.app_dir)}")
     settings = host_settings.apply(values, overrides)
     index = index_app(load_app(options.app_dir), settings)
     return index, settings
+
+
+def _loopback_for(bind_address: str) -> str:
+    """Where this host can call itself: a wildcard bind address is not a destination."""
+    if bind_address in ("0.0.0.0", ""):
+        return "127.0.0.1"
+    if ":" in bind_address:
+        return "[::1]" if bind_address in ("::", "::0") else f"[{bind_address}]"
+    return bind_address
 
 
 def run(options: HostOptions) -> int:

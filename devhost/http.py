@@ -23,7 +23,9 @@ from devhost.invocations import invoke
 log = logging.getLogger("devhost.http")
 
 MAX_REQUEST_BYTES = 100 * 1024 * 1024  # the Functions host's own request limit
-WORKER_THREADS = 64
+# Checkout calls Payments over HTTP on this same host and holds its thread meanwhile, so the pool
+# must be large enough for both halves of many concurrent checkouts.
+WORKER_THREADS = 256
 
 
 def _problem(status: int, title: str, detail: str) -> Response:

@@ -34,6 +34,10 @@ class StreamNotFound(DomainError):
     """The aggregate the command is addressed to does not exist (HTTP 404)."""
 
 
+class CartItemNotFound(DomainError):
+    """The command names a cart item the order never had (HTTP 404)."""
+
+
 class AlreadyExists(DomainError):
     """A create command found the aggregate already there, with other data (HTTP 409)."""
 

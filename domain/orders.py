@@ -16,7 +16,7 @@ from .decider import Decider, EncodedEvent, decode_event
 from .errors import (
     AlreadyExists,
     CartChanged,
-    InvalidCommand,
+    CartItemNotFound,
     InvalidTransition,
     PaymentMismatch,
     StreamNotFound,
@@ -289,11 +289,17 @@ def _delete_item(command: DeleteItemFromCart, state: OrderState) -> list[OrderEv
             state, "DeleteItemFromCart", "items can only change while the order is Created"
         )
     if state.item(cart_item_id) is None:
-        raise InvalidCommand(
-            f"DeleteItemFromCart refused: order {state.order_id} has no cart item {cart_item_id}",
-            "cartItemId",
+        if _was_issued(cart_item_id, state):
+            return []  # deleted before: a retried delete
+        raise CartItemNotFound(
+            f"DeleteItemFromCart refused: order {state.order_id} has no cart item {cart_item_id}"
         )
     return [ItemDeletedFromCart(cart_item_id=cart_item_id)]
+
+
+def _was_issued(cart_item_id: str, state: OrderState) -> bool:
+    number = cart_item_id.removeprefix("item-")
+    return number.isascii() and number.isdigit() and 0 < int(number) <= state.items_added
 
 
 def _prepare_to_pay(command: PrepareToPay, state: OrderState) -> list[OrderEvent]:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from domain.decider import Decider
+from domain.errors import DomainError
 from eventstore.clock import new_id, utc_now_iso
 from eventstore.errors import ConcurrencyError
 from eventstore.ports import Commit, CostMeter, EventRecord, EventStore
@@ -111,9 +112,19 @@ class CommandProcessor(Generic[C, E, S]):
 
     def _execute(self, stream_id: str, command: C, context: CommandContext) -> CommandResult[S]:
         with self._stream_lock(stream_id):
-            entry = self._cached(stream_id) or self._catch_up(stream_id, None)
+            cached = self._cached(stream_id)
+            entry = cached or self._catch_up(stream_id, None)
             for attempt in range(1, self._max_attempts + 1):
-                events = self._decider.decide(command, entry.state)
+                try:
+                    events = self._decider.decide(command, entry.state)
+                except DomainError:
+                    if cached is None:
+                        raise
+                    # Refused on cached state: another instance may have moved the stream on.
+                    # Refuse only what the current state refuses.
+                    cached = None
+                    entry = self._catch_up(stream_id, entry)
+                    events = self._decider.decide(command, entry.state)
                 if not events:
                     return CommandResult(entry.state, entry.version, ())
                 commit = self._commit(stream_id, entry.version, events, context)
@@ -124,6 +135,7 @@ class CommandProcessor(Generic[C, E, S]):
                     log.info("conflict on %s at version %d (attempt %d)", stream_id,
                              entry.version + 1, attempt)
                     self._forget(stream_id)
+                    cached = None
                     if attempt < self._max_attempts:
                         time.sleep(0.005 * attempt)  # spread out writers hammering one stream
                     entry = self._catch_up(stream_id, entry)

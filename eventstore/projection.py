@@ -21,6 +21,8 @@ E = TypeVar("E")
 
 log = logging.getLogger(__name__)
 
+PROJECTOR_FIELD = "_projector"  # which projector (lease prefix) built a view document
+
 
 @dataclass(frozen=True)
 class ViewDefinition(Generic[E]):
@@ -71,9 +73,14 @@ class Projector(Generic[E]):
         for _ in range(self._max_conflicts):
             stored = self._views.get(view_id)
             view = stored.document if stored else None
+            if view is not None and view.get(PROJECTOR_FIELD) != self._consumer:
+                # Written by another projector version: a bumped lease prefix replays the feed
+                # to rebuild the view from scratch, so start from nothing.
+                view = None
             updated = self._apply_all(stream_id, view, commits)
             if updated is None or updated is view:
                 return
+            updated = {**updated, PROJECTOR_FIELD: self._consumer}
             try:
                 self._views.put(view_id, updated, stored.etag if stored else None)
                 return

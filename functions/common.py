@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import logging
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -10,7 +12,7 @@ import azure.functions as func
 
 from domain.decider import Decider
 from eventstore.commands import CommandContext, CommandProcessor
-from eventstore.poison import parse_commits
+from eventstore.poison import is_transient, parse_commits
 from eventstore.ports import Commit, JsonDict
 from eventstore.projection import ViewDefinition, projection_from_stream
 from functions import runtime
@@ -46,6 +48,31 @@ def change_feed_function(bp: func.Blueprint, name: str, database_setting: str,
     return decorate
 
 FEED_BATCH_SIZE = 100
+
+
+TRANSIENT_RETRY_DELAYS = (0.5, 1.0, 2.0, 4.0, 8.0)
+
+
+def retry_transient(handler: Callable[[func.ServiceBusMessage], None]
+                    ) -> Callable[[func.ServiceBusMessage], None]:
+    """Retry a Service Bus handler in place on transient failures, with backoff, before letting
+    the message go back to the broker. Without it a short Cosmos or network outage would burn
+    through the max delivery count in seconds and dead-letter a perfectly good message."""
+
+    @functools.wraps(handler)
+    def wrapper(message: func.ServiceBusMessage) -> None:
+        for delay in TRANSIENT_RETRY_DELAYS:
+            try:
+                return handler(message)
+            except Exception as error:
+                if not is_transient(error):
+                    raise
+                log.warning("%s: transient failure (%r); retrying in %.1fs", handler.__name__,
+                            error, delay)
+                time.sleep(delay)
+        return handler(message)
+
+    return wrapper
 
 
 def commits_from(documents: func.DocumentList, dead_letters: Any, consumer: str) -> list[Commit]:
@@ -92,6 +119,10 @@ def view_response(req: func.HttpRequest, service: str, definition: ViewDefinitio
         source = "stream"
     if view is None:
         raise ApiError(404, f"{what.capitalize()} not found", f"no {what} with id {aggregate_id!r}")
+    if int(view["version"]) < needed:
+        raise ApiError(404, f"{what.capitalize()} version not found",
+                       f"{what} {aggregate_id!r} has no version {needed} (its latest is "
+                       f"{view['version']})")
     return json_response(_public(view), headers={"X-View-Source": source})
 
 

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ValidationError
 from domain.errors import (
     AlreadyExists,
     CartChanged,
+    CartItemNotFound,
     DomainError,
     InvalidCommand,
     InvalidTransition,
@@ -128,6 +129,7 @@ def command_context(req: func.HttpRequest) -> CommandContext:
 _DOMAIN_STATUS: list[tuple[type[DomainError], int, str]] = [
     (InvalidCommand, 400, "Invalid request"),
     (StreamNotFound, 404, "Not found"),
+    (CartItemNotFound, 404, "Not found"),
     (AlreadyExists, 409, "Conflict"),
     (InvalidTransition, 409, "Not allowed in the current state"),
     (PaymentMismatch, 409, "Payment mismatch"),
@@ -158,6 +160,10 @@ def http_endpoint(handler: Handler) -> Handler:
     @functools.wraps(handler)
     def wrapper(req: func.HttpRequest) -> func.HttpResponse:
         try:
+            body_size = len(req.get_body() or b"")
+            if body_size > MAX_BODY_BYTES:  # every route, also those that ignore the body
+                raise ApiError(413, "Payload too large",
+                               f"the body has {body_size} bytes; the limit is {MAX_BODY_BYTES}")
             response = handler(req)
         except ApiError as error:
             response = problem(error.status, error.title, error.detail, error.errors,

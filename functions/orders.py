@@ -22,6 +22,7 @@ from functions.common import (
     commits_from,
     events_response,
     message_context,
+    retry_transient,
     view_response,
 )
 from functions.http import (
@@ -32,7 +33,7 @@ from functions.http import (
     read_json,
     route_id,
 )
-from functions.payments_api import PaymentRejectedError
+from functions.payments_api import PaymentRejectedError, PaymentsApiError
 from functions.settings import setting
 
 log = logging.getLogger(__name__)
@@ -143,6 +144,10 @@ def checkout(req: func.HttpRequest) -> func.HttpResponse:
                                                   state.currency, context)
         except PaymentRejectedError as error:
             raise ApiError(409, "Payment refused", str(error)) from error
+        except PaymentsApiError as error:
+            log.error("checkout of %s: %s", order_id, error)
+            raise ApiError(502, "Payments unavailable",
+                           "the payment service could not be called; retry later") from error
     result = _orders().execute(stream_id, command, context)
     return json_response({"paymentId": command.payment_id, "amount": command.amount,
                           "currency": result.state.currency, "version": result.version})
@@ -200,6 +205,7 @@ def orders_publisher(documents: func.DocumentList) -> None:
 @bp.service_bus_topic_trigger(arg_name="message", connection="SERVICEBUS",
                               topic_name="%PAYMENTS_TOPIC%",
                               subscription_name="%PAYMENTS_SUBSCRIPTION%")
+@retry_transient
 def on_payment_event(message: func.ServiceBusMessage) -> None:
     """PaymentCompleted → OrderPaid, PaymentFailed → OrderPaymentFailed; redelivery is a no-op.
 

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from contracts.mapping import outbound, payment_messages
 from contracts.messages import AuthorizePaymentV1, parse_message
 from domain import payments as domain
+from domain.money import MAX_AMOUNT
 from domain.views import apply_payment_event
 from eventstore.commands import CommandProcessor
 from eventstore.ports import Commit, EventRecord, OutboundMessage
@@ -22,6 +23,7 @@ from functions.common import (
     commits_from,
     events_response,
     message_context,
+    retry_transient,
     view_response,
 )
 from functions.http import (
@@ -50,7 +52,7 @@ PAYMENT_VIEW = ViewDefinition(
 class PutPaymentBody(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
     referenceId: str = Field(min_length=1, max_length=100)
-    amount: int = Field(ge=1, le=1_000_000_000_000)
+    amount: int = Field(ge=1, le=MAX_AMOUNT)
     currency: str = Field(min_length=1, max_length=10)
 
 
@@ -146,6 +148,7 @@ def payments_publisher(documents: func.DocumentList) -> None:
 @bp.function_name("payments_acquirer")
 @bp.service_bus_queue_trigger(arg_name="message", connection="SERVICEBUS",
                               queue_name="%AUTHORIZATIONS_QUEUE%")
+@retry_transient
 def payments_acquirer(message: func.ServiceBusMessage) -> None:
     """The simulated acquirer: waits PAYMENTS_ACQUIRER_DELAY_MS, then completes or declines.
 
@@ -157,7 +160,8 @@ def payments_acquirer(message: func.ServiceBusMessage) -> None:
     if not isinstance(contract, AuthorizePaymentV1):
         raise ValueError(f"{contract.name} does not belong on the authorizations queue")
     stream_id = _stream(contract.paymentId)
-    state, _ = _payments().load(stream_id, at_least=1)
+    # Fresh: the authorize may have run on another instance than the one that cached this stream.
+    state, _ = _payments().load(stream_id, refresh=True)
     if state.status != domain.PaymentStatus.STARTED:
         log.info("payment %s is %s; nothing to authorize", contract.paymentId, state.status)
         return

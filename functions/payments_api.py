@@ -10,7 +10,12 @@ from functions.http import CAUSATION_HEADER, CORRELATION_HEADER
 
 
 class PaymentRejectedError(Exception):
-    """Payments refused the payment for good (e.g. the id exists with different data)."""
+    """Payments refused the payment (409: the id exists with different data)."""
+
+
+class PaymentsApiError(Exception):
+    """Payments answered in a way that means this service is misconfigured or out of step with
+    it (wrong key, base URL or contract): not the client's fault, and not a state conflict."""
 
 
 class PaymentsApi:
@@ -36,10 +41,11 @@ class PaymentsApi:
             return
         if response.status_code >= 500 or response.status_code == 429:
             raise TransientError(f"Payments API answered {response.status_code}")
-        raise PaymentRejectedError(
-            f"Payments API refused payment {payment_id} ({response.status_code}): "
+        detail = f"Payments API answered {response.status_code} for payment {payment_id}: " \
             f"{response.text[:500]}"
-        )
+        if response.status_code == 409:
+            raise PaymentRejectedError(detail)
+        raise PaymentsApiError(detail)
 
     def close(self) -> None:
         self._client.close()

@@ -283,3 +283,12 @@ def test_index_app_resolves_service_bus_entities() -> None:
     assert specs["worker"].entity_path == "work" and specs["worker"].arg_name == "message"
     assert specs["listener"].entity_path == "orders/Subscriptions/sub"
     assert specs["listener"].arg_name == "msg"
+
+
+@pytest.mark.parametrize(("bind", "target"), [
+    ("127.0.0.1", "127.0.0.1"), ("0.0.0.0", "127.0.0.1"), ("::", "[::1]"), ("::1", "[::1]"),
+    ("localhost", "localhost")])
+def test_the_host_calls_itself_on_an_address_it_can_reach(bind: str, target: str) -> None:
+    from devhost.host import _loopback_for
+
+    assert _loopback_for(bind) == target

@@ -173,7 +173,7 @@ def test_item_validation_names_the_field(host: LocalHost) -> None:
         assert response.status_code == 400, (body, response.text)
         assert field in response.json()["detail"]
     missing = host.request("DELETE", f"/orders/{order_id}/items/item-99")
-    assert missing.status_code == 400 and "item-99" in missing.json()["detail"]
+    assert missing.status_code == 404 and "item-99" in missing.json()["detail"]
     empty = host.request("POST", f"/orders/{order_id}/checkout")
     assert empty.status_code == 409
 

@@ -53,7 +53,9 @@ def letters(service: str) -> list[DeadLetter]:
 def view(service: str, view_id: str) -> JsonDict:
     stored = runtime.stores(service).views.get(view_id)
     assert stored is not None, f"no {service} view {view_id}"
-    return stored.document
+    document = dict(stored.document)
+    assert document.pop("_projector") == f"{service}-projector-v1"
+    return document
 
 
 def record(version: int, event_type: str, data: JsonDict) -> EventRecord:

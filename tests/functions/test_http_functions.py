@@ -497,11 +497,22 @@ def test_an_id_with_bad_characters_is_404(embedded_app: Harness, bad_id: str) ->
         assert_problem(result, 404)
 
 
-def test_deleting_an_unknown_cart_item_is_400_naming_it(embedded_app: Harness) -> None:
+def test_deleting_an_unknown_cart_item_is_404_naming_it(embedded_app: Harness) -> None:
     order_id = order_with_items(embedded_app, 100)
     result = embedded_app.http(orders.delete_item, "DELETE", f"/orders/{order_id}/items/item-9",
                                route_params={"orderId": order_id, "cartItemId": "item-9"})
-    assert_problem(result, 400, "cartItemId")
+    assert_problem(result, 404, "item-9")
+
+
+def test_a_retried_delete_is_a_no_op(embedded_app: Harness) -> None:
+    order_id = order_with_items(embedded_app, 100)
+    route = {"orderId": order_id, "cartItemId": "item-1"}
+    first = embedded_app.http(orders.delete_item, "DELETE", f"/orders/{order_id}/items/item-1",
+                              route_params=route)
+    again = embedded_app.http(orders.delete_item, "DELETE", f"/orders/{order_id}/items/item-1",
+                              route_params=route)
+    assert (first.status, again.status) == (200, 200)
+    assert first.json == again.json == {"version": 3}
 
 
 def test_checkout_of_an_empty_cart_is_409(embedded_app: Harness) -> None:
@@ -582,3 +593,29 @@ def test_payment_projection_and_stream_views_agree(embedded_app: Harness) -> Non
                                         route_params={"paymentId": "pay-4"})
     assert from_projection.headers["x-view-source"] == "projection"
     assert from_projection.json == from_stream
+
+
+@pytest.mark.parametrize("status", [400, 401, 403, 404])
+def test_checkout_answers_502_when_payments_rejects_the_call_itself(embedded_app: Harness,
+                                                                    status: int) -> None:
+    """A wrong key, base URL or contract is this deployment's fault, not a state conflict."""
+    order_id = order_with_items(embedded_app, 100)
+    embedded_app.payments_handler = lambda request: httpx.Response(status)
+    assert_problem(checkout(embedded_app, order_id), 502)
+    assert get_order(embedded_app, order_id).json["status"] == "Created"
+
+
+def test_a_body_over_64_kib_is_413_on_routes_that_take_no_body(embedded_app: Harness) -> None:
+    order_id = order_with_items(embedded_app, 100)
+    result = embedded_app.http(orders.checkout, "POST", f"/orders/{order_id}/checkout",
+                               b"x" * (MAX_BODY_BYTES + 1), route_params={"orderId": order_id})
+    assert_problem(result, 413)
+    assert embedded_app.payments_calls == []
+
+
+def test_min_version_beyond_the_stream_is_404(embedded_app: Harness) -> None:
+    order_id = create_order(embedded_app)
+    result = embedded_app.http(orders.get_order, "GET", f"/orders/{order_id}",
+                               route_params={"orderId": order_id}, params={"minVersion": "5"})
+    assert_problem(result, 404)
+    assert "no version 5" in result.json["detail"]

@@ -149,3 +149,30 @@ def test_load_at_least_catches_up_only_when_needed(database: EmbeddedDatabase) -
     assert reader.load(STREAM)[1] == 1 and store.reads == 1  # cached is enough
     assert reader.load(STREAM, at_least=2)[1] == 2 and store.reads == 2
     assert reader.cached_version(STREAM) == 2
+
+
+def test_a_refusal_on_cached_state_is_re_decided_on_the_current_state(
+        database: EmbeddedDatabase) -> None:
+    """Scale-out: this instance cached the order before another one checked it out; a payment
+    confirmation arriving here must not be refused on the stale state."""
+    from domain.orders import MarkOrderPaid, PrepareToPay
+
+    here = CommandProcessor(database.events, order_decider)
+    there = CommandProcessor(database.events, order_decider)
+    here.execute(STREAM, CreateOrder("o1", "c1", "EUR"), CTX)
+    here.execute(STREAM, AddItemToCart("p", 1, 100), CTX)  # cached here at version 2
+    there.execute(STREAM, PrepareToPay("pay-1", 100), CTX)
+
+    result = here.execute(STREAM, MarkOrderPaid("pay-1"), CTX)
+    assert result.version == 4 and result.state.status == OrderStatus.PAID
+    with pytest.raises(InvalidTransition):  # refused on the current state, still refused
+        here.execute(STREAM, AddItemToCart("p", 1, 100), CTX)
+
+
+def test_load_refresh_reads_what_other_instances_wrote(database: EmbeddedDatabase) -> None:
+    here = CommandProcessor(database.events, order_decider)
+    there = CommandProcessor(database.events, order_decider)
+    here.execute(STREAM, CreateOrder("o1", "c1", "EUR"), CTX)
+    there.execute(STREAM, AddItemToCart("p", 1, 100), CTX)
+    assert here.load(STREAM)[1] == 1
+    assert here.load(STREAM, refresh=True)[1] == 2
