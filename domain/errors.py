@@ -1,7 +1,8 @@
 """Domain errors, and the field checks that raise them.
 
 Every refusal carries a human ``message`` saying what was refused and why; the HTTP layer maps
-the class to a status (InvalidCommand 400, StreamNotFound 404, the others 409) and the message
+the class to a status (InvalidCommand 400, StreamNotFound and CartItemNotFound 404, the others
+409) and the message
 to the problem's ``detail``.
 """
 
