@@ -2,8 +2,7 @@
 
 Every refusal carries a human ``message`` saying what was refused and why; the HTTP layer maps
 the class to a status (InvalidCommand 400, StreamNotFound and CartItemNotFound 404, the others
-409) and the message
-to the problem's ``detail``.
+409) and the message to the problem's ``detail``.
 """
 
 from __future__ import annotations
