@@ -12,7 +12,6 @@ from contracts.messages import PaymentCompletedV1, PaymentFailedV1, parse_messag
 from domain import orders as domain
 from domain.views import apply_order_event
 from eventstore.clock import new_id
-from eventstore.commands import CommandProcessor
 from eventstore.ports import Commit, EventRecord, OutboundMessage
 from eventstore.projection import Projector, ViewDefinition
 from eventstore.publishing import Publisher
@@ -68,10 +67,6 @@ class CancelBody(BaseModel):
     reason: str = Field(default="cancelled by customer", max_length=500)
 
 
-def _orders() -> CommandProcessor[object, object, domain.OrderState]:
-    return runtime.orders()
-
-
 def _stream(order_id: str) -> str:
     return domain.order_decider.stream_id(order_id)
 
@@ -86,7 +81,7 @@ def _order_id(req: func.HttpRequest) -> str:
 def create_order(req: func.HttpRequest) -> func.HttpResponse:
     body = read_json(req, CreateOrderBody)
     order_id = new_id()
-    result = _orders().execute(
+    result = runtime.orders().execute(
         _stream(order_id), domain.CreateOrder(order_id, body.customerId, body.currency),
         command_context(req))
     location = req.url.split("?")[0].rstrip("/") + f"/{order_id}"
@@ -100,7 +95,7 @@ def create_order(req: func.HttpRequest) -> func.HttpResponse:
 def add_item(req: func.HttpRequest) -> func.HttpResponse:
     order_id = _order_id(req)
     body = read_json(req, AddItemBody)
-    result = _orders().execute(
+    result = runtime.orders().execute(
         _stream(order_id), domain.AddItemToCart(body.productId, body.quantity, body.unitPrice),
         command_context(req))
     added = next(e for e in result.appended if e.type == "ItemAddedToCart")
@@ -114,7 +109,7 @@ def add_item(req: func.HttpRequest) -> func.HttpResponse:
 def delete_item(req: func.HttpRequest) -> func.HttpResponse:
     order_id = _order_id(req)
     cart_item_id = req.route_params.get("cartItemId", "")
-    result = _orders().execute(_stream(order_id), domain.DeleteItemFromCart(cart_item_id),
+    result = runtime.orders().execute(_stream(order_id), domain.DeleteItemFromCart(cart_item_id),
                                command_context(req))
     return json_response({"version": result.version})
 
@@ -135,7 +130,7 @@ def checkout(req: func.HttpRequest) -> func.HttpResponse:
     context = command_context(req)
     # Fresh, not cached: another instance may have changed or checked out the order, and a
     # payment id derived from a stale version would create a second payment.
-    state, version = _orders().load(stream_id, refresh=True)
+    state, version = runtime.orders().load(stream_id, refresh=True)
     command = domain.checkout_command(state, version)
     first_attempt = bool(domain.order_decider.decide(command, state))  # refusals: before Payments
     if first_attempt:
@@ -148,7 +143,7 @@ def checkout(req: func.HttpRequest) -> func.HttpResponse:
             log.error("checkout of %s: %s", order_id, error)
             raise ApiError(502, "Payments unavailable",
                            "the payment service could not be called; retry later") from error
-    result = _orders().execute(stream_id, command, context)
+    result = runtime.orders().execute(stream_id, command, context)
     return json_response({"paymentId": command.payment_id, "amount": command.amount,
                           "currency": result.state.currency, "version": result.version})
 
@@ -159,7 +154,7 @@ def checkout(req: func.HttpRequest) -> func.HttpResponse:
 def cancel(req: func.HttpRequest) -> func.HttpResponse:
     order_id = _order_id(req)
     body = read_json(req, CancelBody, optional=True)
-    result = _orders().execute(_stream(order_id), domain.CancelOrder(body.reason),
+    result = runtime.orders().execute(_stream(order_id), domain.CancelOrder(body.reason),
                                command_context(req))
     return json_response({"version": result.version})
 
@@ -168,7 +163,7 @@ def cancel(req: func.HttpRequest) -> func.HttpResponse:
 @bp.route(route="orders/{orderId}", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 @http_endpoint
 def get_order(req: func.HttpRequest) -> func.HttpResponse:
-    return view_response(req, "orders", ORDER_VIEW, _orders(), _order_id(req), "order")
+    return view_response(req, "orders", ORDER_VIEW, runtime.orders(), _order_id(req), "order")
 
 
 @bp.function_name("orders_events")
@@ -189,7 +184,7 @@ def map_order_event(commit: Commit, record: EventRecord) -> list[OutboundMessage
     if record.type not in ("OrderPreparedToPay", "OrderPaid", "OrderCancelled"):
         return []
     event = domain.order_decider.decode(record.type, record.schema_version, record.data)
-    state, _ = _orders().load(commit.stream_id, at_least=record.version)
+    state, _ = runtime.orders().load(commit.stream_id, at_least=record.version)
     topic = setting("ORDERS_TOPIC")
     return [outbound(m, topic, commit, record) for m in order_messages(state, event)]
 
@@ -216,12 +211,12 @@ def on_payment_event(message: func.ServiceBusMessage) -> None:
                              message.application_properties, message.get_body())
     context = message_context(message)
     if isinstance(contract, PaymentCompletedV1):
-        command: object = domain.MarkOrderPaid(contract.paymentId)
+        command: domain.OrderCommand = domain.MarkOrderPaid(contract.paymentId)
     elif isinstance(contract, PaymentFailedV1):
         command = domain.RecordPaymentFailure(contract.paymentId, contract.reason)
     else:
         log.info("ignoring %s: Orders does not consume it", contract.name)
         return
-    result = _orders().execute(_stream(contract.orderId), command, context)
+    result = runtime.orders().execute(_stream(contract.orderId), command, context)
     log.info("%s for order %s -> version %d%s", contract.name, contract.orderId, result.version,
              "" if result.appended else " (already applied)")

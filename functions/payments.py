@@ -13,7 +13,6 @@ from contracts.messages import AuthorizePaymentV1, parse_message
 from domain import payments as domain
 from domain.money import MAX_AMOUNT
 from domain.views import apply_payment_event
-from eventstore.commands import CommandProcessor
 from eventstore.ports import Commit, EventRecord, OutboundMessage
 from eventstore.projection import Projector, ViewDefinition
 from eventstore.publishing import Publisher
@@ -56,10 +55,6 @@ class PutPaymentBody(BaseModel):
     currency: str = Field(min_length=1, max_length=10)
 
 
-def _payments() -> CommandProcessor[object, object, domain.PaymentState]:
-    return runtime.payments()
-
-
 def _stream(payment_id: str) -> str:
     return domain.payment_decider.stream_id(payment_id)
 
@@ -76,7 +71,7 @@ def put_payment(req: func.HttpRequest) -> func.HttpResponse:
     409 when it exists with different data."""
     payment_id = _payment_id(req)
     body = read_json(req, PutPaymentBody)
-    result = _payments().execute(
+    result = runtime.payments().execute(
         _stream(payment_id),
         domain.CreatePayment(payment_id, body.referenceId, body.amount, body.currency),
         command_context(req))
@@ -94,7 +89,7 @@ def put_payment(req: func.HttpRequest) -> func.HttpResponse:
 def authorize_payment(req: func.HttpRequest) -> func.HttpResponse:
     """The customer authorizes the payment; the acquirer decides asynchronously (202)."""
     payment_id = _payment_id(req)
-    result = _payments().execute(_stream(payment_id), domain.AuthorizePayment(),
+    result = runtime.payments().execute(_stream(payment_id), domain.AuthorizePayment(),
                                  command_context(req))
     return json_response({"version": result.version}, 202)
 
@@ -103,7 +98,8 @@ def authorize_payment(req: func.HttpRequest) -> func.HttpResponse:
 @bp.route(route="payments/{paymentId}", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 @http_endpoint
 def get_payment(req: func.HttpRequest) -> func.HttpResponse:
-    return view_response(req, "payments", PAYMENT_VIEW, _payments(), _payment_id(req), "payment")
+    return view_response(req, "payments", PAYMENT_VIEW, runtime.payments(), _payment_id(req),
+                         "payment")
 
 
 @bp.function_name("payments_events")
@@ -133,7 +129,7 @@ def map_payment_event(commit: Commit, record: EventRecord) -> list[OutboundMessa
     if record.type not in destinations:
         return []
     event = domain.payment_decider.decode(record.type, record.schema_version, record.data)
-    state, _ = _payments().load(commit.stream_id, at_least=record.version)
+    state, _ = runtime.payments().load(commit.stream_id, at_least=record.version)
     destination = setting(destinations[record.type])
     return [outbound(m, destination, commit, record) for m in payment_messages(state, event)]
 
@@ -161,13 +157,13 @@ def payments_acquirer(message: func.ServiceBusMessage) -> None:
         raise ValueError(f"{contract.name} does not belong on the authorizations queue")
     stream_id = _stream(contract.paymentId)
     # Fresh: the authorize may have run on another instance than the one that cached this stream.
-    state, _ = _payments().load(stream_id, refresh=True)
+    state, _ = runtime.payments().load(stream_id, refresh=True)
     if state.status != domain.PaymentStatus.STARTED:
         log.info("payment %s is %s; nothing to authorize", contract.paymentId, state.status)
         return
     time.sleep(int_setting("PAYMENTS_ACQUIRER_DELAY_MS", 1000) / 1000)  # the acquirer's latency
     decision = domain.acquirer_decision(contract.paymentId, contract.amount,
                                         int_setting("PAYMENTS_DECLINE_ABOVE", 100_000))
-    result = _payments().execute(stream_id, decision, message_context(message))
+    result = runtime.payments().execute(stream_id, decision, message_context(message))
     log.info("payment %s -> %s (version %d)", contract.paymentId, result.state.status,
              result.version)

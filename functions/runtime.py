@@ -11,10 +11,10 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from domain.orders import OrderState, order_decider
-from domain.payments import PaymentState, payment_decider
+from domain.orders import OrderCommand, OrderEvent, OrderState, order_decider
+from domain.payments import PaymentCommand, PaymentEvent, PaymentState, payment_decider
 from eventstore.commands import CommandProcessor
 from eventstore.ports import (
     ChangeFeed,
@@ -26,6 +26,10 @@ from eventstore.ports import (
     ViewStore,
 )
 from functions.settings import MissingSettingError, setting
+
+if TYPE_CHECKING:  # adapters are imported when the backend that needs them is chosen
+    from eventstore.embedded.bus import EmbeddedBus
+    from functions.payments_api import PaymentsApi
 
 T = TypeVar("T")
 
@@ -116,10 +120,10 @@ def _open_publisher() -> MessagePublisher:
     return sb
 
 
-def embedded_bus() -> Any:
+def embedded_bus() -> EmbeddedBus:
     """The embedded bus with the same entities Bicep creates in Azure."""
 
-    def open_bus() -> Any:
+    def open_bus() -> EmbeddedBus:
         from eventstore.embedded.bus import open_embedded_bus
 
         bus = open_embedded_bus(embedded_data_dir() / "bus.db")
@@ -134,11 +138,11 @@ def embedded_bus() -> Any:
     return _singleton("embedded-bus", open_bus)
 
 
-def orders() -> CommandProcessor[Any, Any, OrderState]:
+def orders() -> CommandProcessor[OrderCommand, OrderEvent, OrderState]:
     return _singleton("orders-processor", lambda: _processor("orders", order_decider))
 
 
-def payments() -> CommandProcessor[Any, Any, PaymentState]:
+def payments() -> CommandProcessor[PaymentCommand, PaymentEvent, PaymentState]:
     return _singleton("payments-processor", lambda: _processor("payments", payment_decider))
 
 
@@ -156,8 +160,8 @@ def close() -> None:
         _instances.clear()
 
 
-def payments_api() -> Any:
-    def build() -> Any:
+def payments_api() -> PaymentsApi:
+    def build() -> PaymentsApi:
         from functions.payments_api import PaymentsApi
 
         api = PaymentsApi(setting("PAYMENTS_API_BASE_URL"), setting("PAYMENTS_API_KEY", ""))
