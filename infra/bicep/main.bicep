@@ -67,8 +67,15 @@ param paymentsDeclineAbove int = 100000
 @description('Key Vault purge protection (turn on for production; it blocks `azd down --purge`).')
 param keyVaultPurgeProtection bool = false
 
-@description('Upper bound for the scale-out of each function app.')
-@minValue(1)
+@description('Replication of the two app storage accounts. Standard_ZRS needs a region with availability zones; several Flex Consumption regions (e.g. westus, northcentralus, westcentralus, ukwest) have none.')
+@allowed([
+  'Standard_LRS'
+  'Standard_ZRS'
+])
+param storageSkuName string = 'Standard_LRS'
+
+@description('Upper bound for the scale-out of each function app (Flex Consumption accepts 40 to 1000).')
+@minValue(40)
 @maxValue(1000)
 param functionMaximumInstanceCount int = 100
 
@@ -227,6 +234,7 @@ module ordersStorage 'modules/storage.bicep' = {
     name: 'stord${resourceToken}'
     location: location
     tags: tags
+    skuName: storageSkuName
     deploymentContainerName: 'app-package'
     blobDataOwnerPrincipalId: ordersIdentity.outputs.principalId
   }
@@ -239,6 +247,7 @@ module paymentsStorage 'modules/storage.bicep' = {
     name: 'stpay${resourceToken}'
     location: location
     tags: tags
+    skuName: storageSkuName
     deploymentContainerName: 'app-package'
     blobDataOwnerPrincipalId: paymentsIdentity.outputs.principalId
   }

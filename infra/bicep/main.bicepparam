@@ -23,5 +23,8 @@ param authorizationsQueueName = 'payment-authorizations'
 param paymentsAcquirerDelayMs = 1000
 param paymentsDeclineAbove = 100000
 
+// Standard_ZRS only in a region with availability zones (eastus has them; westus does not).
+param storageSkuName = 'Standard_LRS'
+
 // Turn on for production; it keeps `azd down --purge` from removing the vault.
 param keyVaultPurgeProtection = false

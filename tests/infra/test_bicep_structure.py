@@ -36,11 +36,41 @@ ROOT: Path = bm.ROOT
 BICEP_DIR: Path = bm.BICEP_DIR
 
 SENDER = "69a216fc-b8fb-44d8-bc22-1f3c2cd27a39"  # Azure Service Bus Data Sender
-RECEIVER = "4f6d3b9a-027b-4f4c-9142-0e5a2a2247e0"  # Azure Service Bus Data Receiver
+RECEIVER = "4f6d3b9b-027b-4f4c-9142-0e5a2a2247e0"  # Azure Service Bus Data Receiver
 COSMOS_DATA_CONTRIBUTOR = "00000000-0000-0000-0000-000000000002"
 BLOB_DATA_OWNER = "b7e6dc6d-f1e8-4753-8033-0f276bb0955b"
 KEY_VAULT_SECRETS_USER = "4633458b-17de-408a-b874-0445c86b69e6"
 MONITORING_METRICS_PUBLISHER = "3913510d-42f4-4e42-8a64-420c390055eb"
+
+# App settings that Flex Consumption rejects or ignores (functionAppConfig replaces them), and
+# siteConfig properties that ARM rejects on a Flex Consumption site with error 51021.
+FLEX_REJECTED_APP_SETTINGS = (
+    "FUNCTIONS_WORKER_RUNTIME",
+    "FUNCTIONS_EXTENSION_VERSION",
+    "FUNCTIONS_WORKER_RUNTIME_VERSION",
+    "WEBSITE_RUN_FROM_PACKAGE",
+    "WEBSITE_CONTENTSHARE",
+    "WEBSITE_CONTENTAZUREFILECONNECTIONSTRING",
+    "WEBSITE_NODE_DEFAULT_VERSION",
+    "WEBSITE_MAX_DYNAMIC_APPLICATION_SCALE_OUT",
+    "SCM_DO_BUILD_DURING_DEPLOYMENT",
+    "ENABLE_ORYX_BUILD",
+    "FUNCTIONS_MAX_HTTP_CONCURRENCY",
+    "FUNCTIONS_WORKER_PROCESS_COUNT",
+)
+FLEX_REJECTED_SITE_CONFIG = {
+    "ftpsState",
+    "linuxFxVersion",
+    "windowsFxVersion",
+    "netFrameworkVersion",
+    "javaVersion",
+    "powerShellVersion",
+    "alwaysOn",
+    "use32BitWorkerProcess",
+    "preWarmedInstanceCount",
+    "functionAppScaleLimit",
+    "functionsRuntimeScaleMonitoringEnabled",
+}
 
 
 def template(name: str) -> Any:
@@ -159,6 +189,12 @@ def test_each_identity_gets_cosmos_data_contributor_on_its_own_database_only(sco
     assert var_value(tpl, "cosmosDataContributorRoleId") == COSMOS_DATA_CONTRIBUTOR
     assert p["scope"] == "${account.id}/dbs/${database.name}", "scope must be the database"
     assert p["principalId"] == "dataContributorPrincipalId"
+    # Cosmos DB rejects a role-assignment write while another control-plane operation holds the
+    # account lock, so the assignment waits for every container of its module.
+    containers = tpl.resources_of_type(
+        "Microsoft.DocumentDB/databaseAccounts/sqlDatabases/containers"
+    )
+    assert set(bm.body(assignment).get("dependsOn", [])) >= set(containers)
     # No other Cosmos role assignment anywhere (e.g. at account scope).
     for path in bm.bicep_files():
         other = bm.Template.load(path)
@@ -181,6 +217,18 @@ def test_service_bus_namespace_is_standard_and_keyless() -> None:
     p = props(namespace)
     assert p["disableLocalAuth"] is True
     assert p["minimumTlsVersion"] == "1.2"
+
+
+def test_service_bus_api_version_knows_the_namespace_properties_used() -> None:
+    # minimumTlsVersion and publicNetworkAccess are not in the 2021-11-01 namespace schema; the
+    # first stable version that has them is 2024-01-01. Use one version for every entity.
+    versions = {
+        resource["api_version"]
+        for path in bm.bicep_files()
+        for resource in bm.Template.load(path).resources.values()
+        if resource["type"].startswith("Microsoft.ServiceBus/")
+    }
+    assert versions == {"2024-01-01"}, versions
 
 
 def test_topics_and_queue_have_duplicate_detection() -> None:
@@ -298,7 +346,9 @@ def test_storage_is_keyless_and_each_app_owns_only_its_own_account(scope: Any) -
         assert settings["SERVICES"] == service
 
 
-def test_function_apps_are_flex_consumption_python_311_with_user_assigned_identity() -> None:
+def test_function_apps_are_flex_consumption_python_311_with_user_assigned_identity(
+    main: Any,
+) -> None:
     tpl = template("modules/functionapp.bicep")
     (plan,) = tpl.resources_of_type("Microsoft.Web/serverfarms").values()
     assert bm.body(plan)["sku"] == {"name": "FC1", "tier": "FlexConsumption"}
@@ -319,8 +369,16 @@ def test_function_apps_are_flex_consumption_python_311_with_user_assigned_identi
     # Flex Consumption rejects these; the runtime comes from functionAppConfig.runtime.
     text = (BICEP_DIR / "modules/functionapp.bicep").read_text()
     main_text = bm.MAIN.read_text()
-    for forbidden in ("FUNCTIONS_WORKER_RUNTIME:", "FUNCTIONS_EXTENSION_VERSION:"):
-        assert forbidden not in text and forbidden not in main_text
+    for forbidden in FLEX_REJECTED_APP_SETTINGS:
+        assert f"{forbidden}:" not in text and f"{forbidden}:" not in main_text, forbidden
+    # ARM rejects these siteConfig properties on Flex Consumption sites (error 51021).
+    rejected = set(p["siteConfig"]) & FLEX_REJECTED_SITE_CONFIG
+    assert not rejected, f"siteConfig properties Flex Consumption rejects: {sorted(rejected)}"
+    # Flex Consumption accepts a maximum instance count of 40 to 1000.
+    for owner, param in [(tpl, "maximumInstanceCount"), (main, "functionMaximumInstanceCount")]:
+        bounds = {d["type"]: d["argument"] for d in owner.params[param]["decorators"]}
+        assert bounds.get("min_value", 0) >= 40 and bounds.get("max_value", 10**6) <= 1000, param
+        assert 40 <= owner.params[param]["default"] <= 1000, param
 
 
 def test_two_apps_one_identity_each(scope: Any) -> None:

@@ -138,6 +138,15 @@ resource dataContributor 'Microsoft.DocumentDB/databaseAccounts/sqlRoleAssignmen
     principalId: dataContributorPrincipalId
     scope: '${account.id}/dbs/${database.name}'
   }
+  // Cosmos DB takes an exclusive account lock for a role-assignment write and rejects it while
+  // another control-plane operation runs on the account ("There is another user operation in
+  // progress which requires an exclusive lock"); write it after the containers.
+  dependsOn: [
+    events
+    views
+    leases
+    deadLetters
+  ]
 }
 
 output databaseName string = database.name

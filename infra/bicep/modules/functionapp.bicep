@@ -6,6 +6,10 @@
 //
 // FUNCTIONS_WORKER_RUNTIME and FUNCTIONS_EXTENSION_VERSION are deliberately absent: Flex
 // Consumption takes the runtime from functionAppConfig.runtime and rejects those settings.
+// Likewise siteConfig carries none of the properties Flex Consumption rejects with ARM error 51021
+// ("site configuration property ... for Flex Consumption sites is invalid"): ftpsState,
+// linuxFxVersion, alwaysOn, use32BitWorkerProcess, preWarmedInstanceCount, functionAppScaleLimit,
+// netFrameworkVersion, functionsRuntimeScaleMonitoringEnabled. Flex has no FTP endpoint anyway.
 
 @description('Name of the function app (also its default host name).')
 param name string
@@ -47,8 +51,8 @@ param pythonVersion string = '3.11'
 ])
 param instanceMemoryMB int = 2048
 
-@description('Upper bound for scale-out.')
-@minValue(1)
+@description('Upper bound for scale-out. Flex Consumption accepts 40 to 1000.')
+@minValue(40)
 @maxValue(1000)
 param maximumInstanceCount int = 100
 
@@ -94,7 +98,6 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
       minTlsVersion: '1.2'
       scmMinTlsVersion: '1.2'
       http20Enabled: true
-      ftpsState: 'Disabled'
     }
     functionAppConfig: {
       deployment: {

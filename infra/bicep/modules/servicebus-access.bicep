@@ -1,7 +1,7 @@
 // Service Bus data-plane roles for one identity, each scoped to a single entity (topic, queue or
 // topic subscription), never to the namespace:
 //   Azure Service Bus Data Sender    69a216fc-b8fb-44d8-bc22-1f3c2cd27a39
-//   Azure Service Bus Data Receiver  4f6d3b9a-027b-4f4c-9142-0e5a2a2247e0
+//   Azure Service Bus Data Receiver  4f6d3b9b-027b-4f4c-9142-0e5a2a2247e0
 
 @description('Name of the existing Service Bus namespace.')
 param namespaceName string
@@ -22,28 +22,28 @@ param receiveQueues array = []
 param receiveSubscriptions array = []
 
 var dataSenderRoleId = '69a216fc-b8fb-44d8-bc22-1f3c2cd27a39'
-var dataReceiverRoleId = '4f6d3b9a-027b-4f4c-9142-0e5a2a2247e0'
+var dataReceiverRoleId = '4f6d3b9b-027b-4f4c-9142-0e5a2a2247e0'
 
-resource namespace 'Microsoft.ServiceBus/namespaces@2021-11-01' existing = {
+resource namespace 'Microsoft.ServiceBus/namespaces@2024-01-01' existing = {
   name: namespaceName
 }
 
-resource topicsToSend 'Microsoft.ServiceBus/namespaces/topics@2021-11-01' existing = [for topic in sendTopics: {
+resource topicsToSend 'Microsoft.ServiceBus/namespaces/topics@2024-01-01' existing = [for topic in sendTopics: {
   parent: namespace
   name: topic
 }]
 
-resource queuesToSend 'Microsoft.ServiceBus/namespaces/queues@2021-11-01' existing = [for queue in sendQueues: {
+resource queuesToSend 'Microsoft.ServiceBus/namespaces/queues@2024-01-01' existing = [for queue in sendQueues: {
   parent: namespace
   name: queue
 }]
 
-resource queuesToReceive 'Microsoft.ServiceBus/namespaces/queues@2021-11-01' existing = [for queue in receiveQueues: {
+resource queuesToReceive 'Microsoft.ServiceBus/namespaces/queues@2024-01-01' existing = [for queue in receiveQueues: {
   parent: namespace
   name: queue
 }]
 
-resource subscriptionsToReceive 'Microsoft.ServiceBus/namespaces/topics/subscriptions@2021-11-01' existing = [for sub in receiveSubscriptions: {
+resource subscriptionsToReceive 'Microsoft.ServiceBus/namespaces/topics/subscriptions@2024-01-01' existing = [for sub in receiveSubscriptions: {
   name: '${namespaceName}/${sub.topic}/${sub.subscription}'
 }]
 

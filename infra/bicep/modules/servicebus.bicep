@@ -44,7 +44,7 @@ param lockDuration string = 'PT1M'
 @description('Time to live of messages that are not consumed (ISO 8601 duration).')
 param messageTimeToLive string = 'P14D'
 
-resource namespace 'Microsoft.ServiceBus/namespaces@2021-11-01' = {
+resource namespace 'Microsoft.ServiceBus/namespaces@2024-01-01' = {
   name: name
   location: location
   tags: tags
@@ -59,7 +59,7 @@ resource namespace 'Microsoft.ServiceBus/namespaces@2021-11-01' = {
   }
 }
 
-resource ordersTopic 'Microsoft.ServiceBus/namespaces/topics@2021-11-01' = {
+resource ordersTopic 'Microsoft.ServiceBus/namespaces/topics@2024-01-01' = {
   parent: namespace
   name: ordersTopicName
   properties: {
@@ -71,7 +71,7 @@ resource ordersTopic 'Microsoft.ServiceBus/namespaces/topics@2021-11-01' = {
   }
 }
 
-resource paymentsTopic 'Microsoft.ServiceBus/namespaces/topics@2021-11-01' = {
+resource paymentsTopic 'Microsoft.ServiceBus/namespaces/topics@2024-01-01' = {
   parent: namespace
   name: paymentsTopicName
   properties: {
@@ -83,7 +83,7 @@ resource paymentsTopic 'Microsoft.ServiceBus/namespaces/topics@2021-11-01' = {
   }
 }
 
-resource ordersSubscription 'Microsoft.ServiceBus/namespaces/topics/subscriptions@2021-11-01' = {
+resource ordersSubscription 'Microsoft.ServiceBus/namespaces/topics/subscriptions@2024-01-01' = {
   parent: paymentsTopic
   name: paymentsSubscriptionName
   properties: {
@@ -96,7 +96,7 @@ resource ordersSubscription 'Microsoft.ServiceBus/namespaces/topics/subscription
   }
 }
 
-resource authorizationsQueue 'Microsoft.ServiceBus/namespaces/queues@2021-11-01' = {
+resource authorizationsQueue 'Microsoft.ServiceBus/namespaces/queues@2024-01-01' = {
   parent: namespace
   name: authorizationsQueueName
   properties: {

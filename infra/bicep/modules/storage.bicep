@@ -22,14 +22,14 @@ param tags object = {}
 @description('Blob container that Flex Consumption deploys the app package to.')
 param deploymentContainerName string
 
-@description('Replication. ZRS keeps host storage available through a zone outage; use Standard_LRS in regions without zones.')
+@description('Replication. Standard_LRS works in every region; Standard_ZRS (host storage survives a zone outage) only in regions with availability zones.')
 @allowed([
   'Standard_LRS'
   'Standard_ZRS'
   'Standard_GRS'
   'Standard_GZRS'
 ])
-param skuName string = 'Standard_ZRS'
+param skuName string = 'Standard_LRS'
 
 @description('Principal id of the function app identity that owns the blobs of this account.')
 param blobDataOwnerPrincipalId string
