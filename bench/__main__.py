@@ -130,11 +130,15 @@ def bench_flow(orders: int) -> list[Result]:
                      "Paid", interval=0.01)
                 return time.perf_counter() - started
 
-            def run() -> list[float]:
-                with ThreadPoolExecutor(4) as pool:
-                    return list(pool.map(one, range(orders)))
+            results = []
+            for concurrency in (1, 4):
+                def run(workers: int = concurrency) -> list[float]:
+                    with ThreadPoolExecutor(workers) as pool:
+                        return list(pool.map(one, range(orders)))
 
-            return [timed("order flow over HTTP (authorize -> Paid latency)", orders, run)]
+                results.append(timed(f"authorize -> Paid over HTTP, {concurrency} flow(s) at once",
+                                     orders, run))
+            return results
         finally:
             host.stop()
 
