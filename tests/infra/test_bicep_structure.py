@@ -7,31 +7,14 @@ each scoped to the one database, entity, account or secret that its service uses
 
 from __future__ import annotations
 
-import importlib.util
 import re
-import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 
+from tests.infra import bicep_model as bm
 
-def _load_model() -> ModuleType:
-    # The Bicep model and evaluator live in test_bicep_parse.py (one copy for the infra tests).
-    name = "_infra_bicep_model"
-    if name in sys.modules:
-        return sys.modules[name]
-    path = Path(__file__).with_name("test_bicep_parse.py")
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-bm = _load_model()
 ROOT: Path = bm.ROOT
 BICEP_DIR: Path = bm.BICEP_DIR
 
@@ -444,7 +427,7 @@ def test_application_insights_takes_entra_id_telemetry_from_both_identities(scop
     assert bm.body(assignment)["scope"] == "applicationInsights"
     main = scope.template
     publishers = bm.body(main.modules["monitoring"])["params"]["telemetryPublisherPrincipalIds"]
-    assert sorted(bm.dotted(p) for p in publishers) == [
+    assert sorted(str(bm.dotted(p)) for p in publishers) == [
         "ordersIdentity.outputs.principalId",
         "paymentsIdentity.outputs.principalId",
     ]

@@ -17,7 +17,6 @@ values replaced by placeholders). Then:
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
@@ -25,27 +24,12 @@ import subprocess
 import sys
 from functools import cache
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 
+from tests.infra import bicep_model as bm
 
-def _load_model() -> ModuleType:
-    # The Bicep model and evaluator live in test_bicep_parse.py (one copy for the infra tests).
-    name = "_infra_bicep_model"
-    if name in sys.modules:
-        return sys.modules[name]
-    path = Path(__file__).with_name("test_bicep_parse.py")
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-bm = _load_model()
 ROOT: Path = bm.ROOT
 SERVICES = ("orders", "payments")
 KEY_MARKERS = ("AccountKey=", "SharedAccessKey=", "SharedAccessSignature=")
