@@ -130,19 +130,7 @@ class Harness:
 
     # -- HTTP -----------------------------------------------------------------------------------
 
-    @staticmethod
-    def http(
-        fn: Callable[..., Any],
-        method: str,
-        url: str,
-        body: JsonBody = None,
-        *,
-        route_params: Mapping[str, str] | None = None,
-        params: Mapping[str, str] | None = None,
-        headers: Mapping[str, str] | None = None,
-    ) -> HttpResult:
-        return http(fn, method, url, body, route_params=route_params, params=params,
-                    headers=headers)
+    http = staticmethod(http)
 
     def payments_transport(self, request: httpx.Request) -> httpx.Response:
         """Serves Orders' calls to the Payments API with the real payments_put function."""
