@@ -12,6 +12,7 @@ import statistics
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -23,7 +24,9 @@ from eventstore.embedded.bus import EmbeddedBus
 from eventstore.embedded.sqlite_store import EmbeddedDatabase
 from eventstore.ports import OutboundMessage
 
-CTX = CommandContext("bench", "bench")
+
+def ctx() -> CommandContext:
+    return CommandContext("bench", str(uuid.uuid4()))
 Result = dict[str, Any]
 
 
@@ -48,13 +51,13 @@ def bench_commands(workdir: Path, count: int) -> list[Result]:
         processor = CommandProcessor(db.events, order_decider)
         streams = [f"order-b{n}" for n in range(100)]
         for n, stream in enumerate(streams):
-            processor.execute(stream, CreateOrder(f"b{n}", "c", "EUR"), CTX)
+            processor.execute(stream, CreateOrder(f"b{n}", "c", "EUR"), ctx())
 
         def warm() -> list[float]:
             latencies = []
             for n in range(count):
                 start = time.perf_counter()
-                processor.execute(streams[n % len(streams)], AddItemToCart("p", 1, 100), CTX)
+                processor.execute(streams[n % len(streams)], AddItemToCart("p", 1, 100), ctx())
                 latencies.append(time.perf_counter() - start)
             return latencies
 
@@ -63,7 +66,7 @@ def bench_commands(workdir: Path, count: int) -> list[Result]:
         def contended() -> list[float]:
             def one(n: int) -> float:
                 start = time.perf_counter()
-                processor.execute(streams[n % 4], AddItemToCart("p", 1, 100), CTX)
+                processor.execute(streams[n % 4], AddItemToCart("p", 1, 100), ctx())
                 return time.perf_counter() - start
 
             with ThreadPoolExecutor(8) as pool:

@@ -29,6 +29,7 @@ S = TypeVar("S")
 
 log = logging.getLogger(__name__)
 _LOCK_STRIPES = 256
+RECENT_COMMITS = 32  # how far back a retried command (same causation id) is recognised
 
 
 @dataclass(frozen=True)
@@ -46,10 +47,18 @@ class CommandResult(Generic[S]):
     appended: tuple[EventRecord, ...]  # empty when the command was a no-op (e.g. a redelivery)
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Entry(Generic[S]):
     state: S
     version: int
+    recent: tuple[Commit, ...] = ()  # the stream's latest commits, to recognise a retried command
+
+    def replay_of(self, causation_id: str) -> Commit | None:
+        return next((c for c in self.recent if c.causation_id == causation_id), None)
+
+    def advanced(self, state: S, commits: list[Commit]) -> _Entry[S]:
+        version = commits[-1].version if commits else self.version
+        return _Entry(state, version, (*self.recent, *commits)[-RECENT_COMMITS:])
 
 
 class CommandProcessor(Generic[C, E, S]):
@@ -112,42 +121,50 @@ class CommandProcessor(Generic[C, E, S]):
 
     def _execute(self, stream_id: str, command: C, context: CommandContext) -> CommandResult[S]:
         with self._stream_lock(stream_id):
-            cached = self._cached(stream_id)
-            entry = cached or self._catch_up(stream_id, None)
-            for attempt in range(1, self._max_attempts + 1):
+            entry = self._cached(stream_id)
+            current = entry is None  # is the state known to be the stream's latest?
+            if entry is None:
+                entry = self._catch_up(stream_id, None)
+            attempts = 0
+            while True:
+                replayed = entry.replay_of(context.causation_id)
+                if replayed is not None:
+                    # The same command (a client retry after a timeout, a redelivered message)
+                    # was already committed: answer what it did instead of doing it again.
+                    return CommandResult(entry.state, replayed.version, replayed.events)
                 try:
                     events = self._decider.decide(command, entry.state)
                 except DomainError:
-                    if cached is None:
+                    if current:
                         raise
                     # Refused on cached state: another instance may have moved the stream on.
                     # Refuse only what the current state refuses.
-                    cached = None
+                    current = True
                     entry = self._catch_up(stream_id, entry)
-                    events = self._decider.decide(command, entry.state)
+                    continue
                 if not events:
                     return CommandResult(entry.state, entry.version, ())
                 commit = self._commit(stream_id, entry.version, events, context)
                 try:
                     self._store.append(commit)
                 except ConcurrencyError:
-                    # Another process appended first: catch up from what we knew and re-decide.
+                    attempts += 1
+                    if attempts >= self._max_attempts:
+                        raise ConcurrencyError(
+                            f"stream {stream_id} kept changing while the command was decided; "
+                            f"gave up after {attempts} attempts"
+                        ) from None
+                    # Another writer appended first: catch up from what we knew and re-decide.
                     log.info("conflict on %s at version %d (attempt %d)", stream_id,
-                             entry.version + 1, attempt)
+                             entry.version + 1, attempts)
                     self._forget(stream_id)
-                    cached = None
-                    if attempt < self._max_attempts:
-                        time.sleep(0.005 * attempt)  # spread out writers hammering one stream
+                    time.sleep(0.005 * attempts)  # spread out writers hammering one stream
+                    current = True
                     entry = self._catch_up(stream_id, entry)
                     continue
-                state = self._decider.fold(events, entry.state)
-                entry = _Entry(state, commit.version)
+                entry = entry.advanced(self._decider.fold(events, entry.state), [commit])
                 self._remember(stream_id, entry)
-                return CommandResult(state, commit.version, commit.events)
-        raise ConcurrencyError(
-            f"stream {stream_id} kept changing while the command was decided; "
-            f"gave up after {self._max_attempts} attempts"
-        )
+                return CommandResult(entry.state, commit.version, commit.events)
 
     def _commit(self, stream_id: str, version: int, events: list[E], context: CommandContext
                 ) -> Commit:
@@ -173,17 +190,18 @@ class CommandProcessor(Generic[C, E, S]):
         )
 
     def _catch_up(self, stream_id: str, entry: _Entry[S] | None) -> _Entry[S]:
-        state = self._decider.initial_state if entry is None else entry.state
-        version = 0 if entry is None else entry.version
-        for commit in self._store.read_stream(stream_id, after_version=version):
+        known = entry or _Entry(self._decider.initial_state, 0)
+        state, version = known.state, known.version
+        commits = self._store.read_stream(stream_id, after_version=version)
+        for commit in commits:
             for record in commit.events:
                 if record.version <= version:
                     continue
                 event = self._decider.decode(record.type, record.schema_version, record.data)
                 state = self._decider.evolve(state, event)
                 version = record.version
-        fresh = _Entry(state, version)
-        if version:
+        fresh = known.advanced(state, commits)
+        if fresh.version:
             self._remember(stream_id, fresh)
         return fresh
 

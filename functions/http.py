@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 64 * 1024
 CORRELATION_HEADER = "X-Correlation-Id"
 CAUSATION_HEADER = "X-Causation-Id"
+IDEMPOTENCY_HEADER = "Idempotency-Key"
 PROBLEM_JSON = "application/problem+json"
 _ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
@@ -119,10 +120,14 @@ def min_version(req: func.HttpRequest) -> int:
 
 
 def command_context(req: func.HttpRequest) -> CommandContext:
-    """Correlation id from the caller (or new); the causation is this request, unless another
-    service says which of its commands caused it."""
-    correlation = str(req.headers.get(CORRELATION_HEADER) or "").strip()[:128] or new_id()
-    causation = str(req.headers.get(CAUSATION_HEADER) or "").strip()[:128] or new_id()
+    """Correlation id from the caller (or new). The causation id names the command: the client's
+    Idempotency-Key (so a retried request is recognised and answered with the original result),
+    else the calling service's command (X-Causation-Id), else this request."""
+    def header(name: str) -> str:
+        return str(req.headers.get(name) or "").strip()[:128]
+
+    correlation = header(CORRELATION_HEADER) or new_id()
+    causation = header(IDEMPOTENCY_HEADER) or header(CAUSATION_HEADER) or new_id()
     return CommandContext(correlation_id=correlation, causation_id=causation)
 
 

@@ -184,14 +184,14 @@ def test_retried_checkout_on_an_instance_with_a_stale_cache_reuses_the_payment(
     order_id = order_with_items(embedded_app, 100)  # this instance's cache: version 2
     other = CommandProcessor(runtime.stores("orders").events,
                              order_domain.order_decider)  # another instance
-    context = CommandContext("corr-other", "cause-other")
-    other.execute(f"order-{order_id}", order_domain.AddItemToCart("p-9", 1, 50), context)
+    other.execute(f"order-{order_id}", order_domain.AddItemToCart("p-9", 1, 50),
+                  CommandContext("corr-other", "cause-other-1"))
     state, version = other.load(f"order-{order_id}")
     command = order_domain.checkout_command(state, version)
     assert put_payment(embedded_app, command.payment_id,
                        {"referenceId": order_id, "amount": command.amount,
                         "currency": "EUR"}).status == 201
-    other.execute(f"order-{order_id}", command, context)
+    other.execute(f"order-{order_id}", command, CommandContext("corr-other", "cause-other-2"))
     calls_before = len(embedded_app.payments_calls)
 
     retried = checkout(embedded_app, order_id)
@@ -619,3 +619,23 @@ def test_min_version_beyond_the_stream_is_404(embedded_app: Harness) -> None:
                                route_params={"orderId": order_id}, params={"minVersion": "5"})
     assert_problem(result, 404)
     assert "no version 5" in result.json["detail"]
+
+
+def test_an_idempotency_key_makes_a_retried_add_return_the_original_result(
+        embedded_app: Harness) -> None:
+    order_id = create_order(embedded_app)
+    route = {"orderId": order_id}
+    body = {"productId": "p", "quantity": 1, "unitPrice": 100}
+    key = {"Idempotency-Key": "add-p-once"}
+    first = embedded_app.http(orders.add_item, "POST", f"/orders/{order_id}/items", body,
+                              route_params=route, headers=key)
+    again = embedded_app.http(orders.add_item, "POST", f"/orders/{order_id}/items", body,
+                              route_params=route, headers=key)
+    assert (first.status, again.status) == (201, 201) and first.json == again.json
+    other = embedded_app.http(orders.add_item, "POST", f"/orders/{order_id}/items", body,
+                              route_params=route)
+    assert other.json["cartItemId"] != first.json["cartItemId"]
+    events = embedded_app.http(orders.get_order_events, "GET", f"/orders/{order_id}/events",
+                               route_params=route).json
+    assert [e["type"] for e in events].count("ItemAddedToCart") == 2
+    assert events[1]["causationId"] == "add-p-once"

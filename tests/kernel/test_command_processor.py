@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,10 +13,16 @@ from domain.errors import InvalidTransition
 from domain.orders import AddItemToCart, CancelOrder, CreateOrder, OrderStatus, order_decider
 from eventstore.commands import CommandContext, CommandProcessor
 from eventstore.embedded.sqlite_store import EmbeddedDatabase
-from eventstore.errors import ConcurrencyError
+from eventstore.errors import ConcurrencyError, TransientError
 from eventstore.ports import Commit, EventStore
 
-CTX = CommandContext(correlation_id="corr-1", causation_id="cause-1")
+
+def ctx() -> CommandContext:
+    """A new command's context: every command has its own causation id."""
+    return CommandContext(correlation_id="corr-1", causation_id=f"cause-{next(_CAUSES)}")
+
+
+_CAUSES = itertools.count(1)
 STREAM = "order-o1"
 
 
@@ -45,13 +52,13 @@ def database(tmp_path: Path) -> Iterator[EmbeddedDatabase]:
 def test_cold_command_reads_once_and_writes_once_warm_command_only_writes(
         database: EmbeddedDatabase) -> None:
     CommandProcessor(database.events, order_decider).execute(
-        STREAM, CreateOrder("o1", "c1", "EUR"), CTX)
+        STREAM, CreateOrder("o1", "c1", "EUR"), ctx())
     store = CountingStore(database.events)
     processor = CommandProcessor(store, order_decider)
 
-    processor.execute(STREAM, AddItemToCart("p1", 1, 100), CTX)
+    processor.execute(STREAM, AddItemToCart("p1", 1, 100), ctx())
     assert (store.reads, store.appends) == (1, 1)
-    result = processor.execute(STREAM, AddItemToCart("p2", 2, 100), CTX)
+    result = processor.execute(STREAM, AddItemToCart("p2", 2, 100), ctx())
     assert (store.reads, store.appends) == (1, 2)
     assert result.version == 3 and result.state.total == 300
 
@@ -60,21 +67,22 @@ def test_commit_carries_metadata_and_contiguous_versions(database: EmbeddedDatab
     ids = iter(f"event-{n}" for n in range(100))
     processor = CommandProcessor(database.events, order_decider, clock=lambda: "2026-01-01T00:00Z",
                                  id_factory=lambda: next(ids))
-    processor.execute(STREAM, CreateOrder("o1", "c1", "EUR"), CTX)
-    processor.execute(STREAM, AddItemToCart("p1", 1, 100), CTX)
+    processor.execute(STREAM, CreateOrder("o1", "c1", "EUR"), ctx())
+    processor.execute(STREAM, AddItemToCart("p1", 1, 100), ctx())
     commits = database.events.read_stream(STREAM)
     assert [c.id for c in commits] == ["order-o1:1", "order-o1:2"]
     assert [e.event_id for c in commits for e in c.events] == ["event-0", "event-1"]
-    assert {(c.correlation_id, c.causation_id, c.committed_at) for c in commits} == {
-        ("corr-1", "cause-1", "2026-01-01T00:00Z")}
+    assert {(c.correlation_id, c.committed_at) for c in commits} == {
+        ("corr-1", "2026-01-01T00:00Z")}
+    assert len({c.causation_id for c in commits}) == 2
 
 
 def test_no_op_command_writes_nothing(database: EmbeddedDatabase) -> None:
     store = CountingStore(database.events)
     processor = CommandProcessor(store, order_decider)
-    processor.execute(STREAM, CreateOrder("o1", "c1", "EUR"), CTX)
-    first = processor.execute(STREAM, CancelOrder("no"), CTX)
-    again = processor.execute(STREAM, CancelOrder("no"), CTX)
+    processor.execute(STREAM, CreateOrder("o1", "c1", "EUR"), ctx())
+    first = processor.execute(STREAM, CancelOrder("no"), ctx())
+    again = processor.execute(STREAM, CancelOrder("no"), ctx())
     assert again.appended == () and again.version == first.version == 2
     assert store.appends == 2
 
@@ -83,16 +91,16 @@ def test_stale_cache_after_another_writer_re_decides_from_the_new_state(
         database: EmbeddedDatabase) -> None:
     mine = CommandProcessor(database.events, order_decider)
     theirs = CommandProcessor(database.events, order_decider)
-    mine.execute(STREAM, CreateOrder("o1", "c1", "EUR"), CTX)
-    theirs.execute(STREAM, AddItemToCart("p1", 1, 100), CTX)  # mine's cache is now stale
+    mine.execute(STREAM, CreateOrder("o1", "c1", "EUR"), ctx())
+    theirs.execute(STREAM, AddItemToCart("p1", 1, 100), ctx())  # mine's cache is now stale
 
-    result = mine.execute(STREAM, AddItemToCart("p2", 1, 100), CTX)
+    result = mine.execute(STREAM, AddItemToCart("p2", 1, 100), ctx())
     assert result.version == 3
     assert [i.cart_item_id for i in result.state.items] == ["item-1", "item-2"]
 
-    theirs.execute(STREAM, CancelOrder("gone"), CTX)
+    theirs.execute(STREAM, CancelOrder("gone"), ctx())
     with pytest.raises(InvalidTransition):  # re-decided against Cancelled, not the stale Created
-        mine.execute(STREAM, AddItemToCart("p3", 1, 100), CTX)
+        mine.execute(STREAM, AddItemToCart("p3", 1, 100), ctx())
 
 
 def test_gives_up_with_a_conflict_error_after_the_bound(database: EmbeddedDatabase) -> None:
@@ -102,11 +110,11 @@ def test_gives_up_with_a_conflict_error_after_the_bound(database: EmbeddedDataba
             raise ConcurrencyError("somebody else won")
 
     CommandProcessor(database.events, order_decider).execute(
-        STREAM, CreateOrder("o1", "c1", "EUR"), CTX)
+        STREAM, CreateOrder("o1", "c1", "EUR"), ctx())
     store = AlwaysConflicting(database.events)
     processor = CommandProcessor(store, order_decider, max_attempts=3)
     with pytest.raises(ConcurrencyError, match="3 attempts"):
-        processor.execute(STREAM, AddItemToCart("p", 1, 1), CTX)
+        processor.execute(STREAM, AddItemToCart("p", 1, 1), ctx())
     assert store.appends == 3
 
 
@@ -115,7 +123,7 @@ def test_writers_in_separate_processors_never_lose_an_accepted_command(tmp_path:
     path = tmp_path / "orders.db"
     with EmbeddedDatabase(path) as setup:
         CommandProcessor(setup.events, order_decider).execute(
-            STREAM, CreateOrder("o1", "c1", "EUR"), CTX)
+            STREAM, CreateOrder("o1", "c1", "EUR"), ctx())
     accepted: list[str] = []
     lock = threading.Lock()
 
@@ -123,7 +131,7 @@ def test_writers_in_separate_processors_never_lose_an_accepted_command(tmp_path:
         with EmbeddedDatabase(path) as db:
             processor = CommandProcessor(db.events, order_decider, max_attempts=50)
             for k in range(5):
-                result = processor.execute(STREAM, AddItemToCart(f"p{n}-{k}", 1, 1), CTX)
+                result = processor.execute(STREAM, AddItemToCart(f"p{n}-{k}", 1, 1), ctx())
                 with lock:
                     accepted.append(result.appended[0].data["cartItemId"])
 
@@ -141,11 +149,11 @@ def test_writers_in_separate_processors_never_lose_an_accepted_command(tmp_path:
 
 def test_load_at_least_catches_up_only_when_needed(database: EmbeddedDatabase) -> None:
     writer = CommandProcessor(database.events, order_decider)
-    writer.execute(STREAM, CreateOrder("o1", "c1", "EUR"), CTX)
+    writer.execute(STREAM, CreateOrder("o1", "c1", "EUR"), ctx())
     store = CountingStore(database.events)
     reader = CommandProcessor(store, order_decider)
     assert reader.load(STREAM)[1] == 1 and store.reads == 1
-    writer.execute(STREAM, AddItemToCart("p", 1, 1), CTX)
+    writer.execute(STREAM, AddItemToCart("p", 1, 1), ctx())
     assert reader.load(STREAM)[1] == 1 and store.reads == 1  # cached is enough
     assert reader.load(STREAM, at_least=2)[1] == 2 and store.reads == 2
     assert reader.cached_version(STREAM) == 2
@@ -159,20 +167,53 @@ def test_a_refusal_on_cached_state_is_re_decided_on_the_current_state(
 
     here = CommandProcessor(database.events, order_decider)
     there = CommandProcessor(database.events, order_decider)
-    here.execute(STREAM, CreateOrder("o1", "c1", "EUR"), CTX)
-    here.execute(STREAM, AddItemToCart("p", 1, 100), CTX)  # cached here at version 2
-    there.execute(STREAM, PrepareToPay("pay-1", 100), CTX)
+    here.execute(STREAM, CreateOrder("o1", "c1", "EUR"), ctx())
+    here.execute(STREAM, AddItemToCart("p", 1, 100), ctx())  # cached here at version 2
+    there.execute(STREAM, PrepareToPay("pay-1", 100), ctx())
 
-    result = here.execute(STREAM, MarkOrderPaid("pay-1"), CTX)
+    result = here.execute(STREAM, MarkOrderPaid("pay-1"), ctx())
     assert result.version == 4 and result.state.status == OrderStatus.PAID
     with pytest.raises(InvalidTransition):  # refused on the current state, still refused
-        here.execute(STREAM, AddItemToCart("p", 1, 100), CTX)
+        here.execute(STREAM, AddItemToCart("p", 1, 100), ctx())
 
 
 def test_load_refresh_reads_what_other_instances_wrote(database: EmbeddedDatabase) -> None:
     here = CommandProcessor(database.events, order_decider)
     there = CommandProcessor(database.events, order_decider)
-    here.execute(STREAM, CreateOrder("o1", "c1", "EUR"), CTX)
-    there.execute(STREAM, AddItemToCart("p", 1, 100), CTX)
+    here.execute(STREAM, CreateOrder("o1", "c1", "EUR"), ctx())
+    there.execute(STREAM, AddItemToCart("p", 1, 100), ctx())
     assert here.load(STREAM)[1] == 1
     assert here.load(STREAM, refresh=True)[1] == 2
+
+
+def test_a_retried_command_is_answered_with_its_original_result(
+        database: EmbeddedDatabase) -> None:
+    processor = CommandProcessor(database.events, order_decider)
+    processor.execute(STREAM, CreateOrder("o1", "c1", "EUR"), ctx())
+    retry = CommandContext("corr-1", "client-command-7")
+    first = processor.execute(STREAM, AddItemToCart("p", 1, 100), retry)
+    again = processor.execute(STREAM, AddItemToCart("p", 1, 100), retry)
+    assert again.version == first.version == 2 and again.appended == first.appended
+    assert len(database.events.read_stream(STREAM)) == 2
+
+
+def test_a_write_that_landed_unseen_is_recognised_when_the_command_is_retried(
+        database: EmbeddedDatabase) -> None:
+    """The store accepted the commit but the caller saw a timeout; the retry (same causation id)
+    must not add the item a second time, also on an instance whose cache never saw the write."""
+
+    class TimesOutAfterWriting(CountingStore):
+        def append(self, commit: Commit) -> None:
+            self.inner.append(commit)
+            raise TransientError("timed out waiting for the response")
+
+    processor = CommandProcessor(database.events, order_decider)
+    processor.execute(STREAM, CreateOrder("o1", "c1", "EUR"), ctx())
+    flaky = CommandProcessor(TimesOutAfterWriting(database.events), order_decider)
+    flaky.load(STREAM)
+    retry = CommandContext("corr-1", "client-command-8")
+    with pytest.raises(TransientError):
+        flaky.execute(STREAM, AddItemToCart("p", 1, 100), retry)
+    again = processor.execute(STREAM, AddItemToCart("p", 1, 100), retry)  # cache at version 1
+    assert again.version == 2 and again.appended[0].data["cartItemId"] == "item-1"
+    assert [c.version for c in database.events.read_stream(STREAM)] == [1, 2]
