@@ -92,12 +92,10 @@ def make_commit(
 # -- embedded (SQLite) ---------------------------------------------------------------------------
 
 
-class EmbeddedBackend:
-    def __init__(self, path: Path, opened: list[EmbeddedDatabase]) -> None:
-        # Deliberately not open_embedded_database(): reopen() must bypass the per-process cache.
-        self._database = EmbeddedDatabase(path)
-        self._opened = opened
-        opened.append(self._database)
+class _StoresBackend:
+    """The three stores of one opened database, as the contract tests use them."""
+
+    _database: EmbeddedDatabase | CosmosDatabase
 
     @property
     def events(self) -> BackendEvents:
@@ -110,6 +108,16 @@ class EmbeddedBackend:
     @property
     def dead_letters(self) -> DeadLetterStore:
         return self._database.dead_letters
+
+
+class EmbeddedBackend(_StoresBackend):
+    _database: EmbeddedDatabase
+
+    def __init__(self, path: Path, opened: list[EmbeddedDatabase]) -> None:
+        # Deliberately not open_embedded_database(): reopen() must bypass the per-process cache.
+        self._database = EmbeddedDatabase(path)
+        self._opened = opened
+        opened.append(self._database)
 
     def reopen(self) -> Backend:
         self._database.close()
@@ -133,27 +141,17 @@ COSMOS_TEST_CLIENT_OPTIONS = CosmosClientOptions(
 )
 
 
-class CosmosBackend:
+class CosmosBackend(_StoresBackend):
     """The Cosmos DB adapters over one database of the shared test server (the ``cosmos_server``
     fixture's); ``reopen()`` is a new CosmosClient over the same database."""
+
+    _database: CosmosDatabase
 
     def __init__(self, settings: dict[str, str], name: str, clients: list[CosmosClient]) -> None:
         client = create_cosmos_client(settings, COSMOS_TEST_CLIENT_OPTIONS)
         clients.append(client)
         self._settings, self._name, self._clients = settings, name, clients
         self._database = CosmosDatabase(client, name)
-
-    @property
-    def events(self) -> BackendEvents:
-        return self._database.events
-
-    @property
-    def views(self) -> ViewStore:
-        return self._database.views
-
-    @property
-    def dead_letters(self) -> DeadLetterStore:
-        return self._database.dead_letters
 
     def reopen(self) -> Backend:
         self._database.client.close()
