@@ -3,11 +3,10 @@ same code deploys as one app (local, `func start`) or as two (Azure, see infra/b
 
 import azure.functions as func
 
-from functions import orders, payments
-from functions.settings import enabled_services
+from functions import orders, payments, runtime
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
 
 _BLUEPRINTS = {"orders": orders.bp, "payments": payments.bp}
-for _service in enabled_services():
+for _service in runtime.settings().services:
     app.register_functions(_BLUEPRINTS[_service])

@@ -8,12 +8,22 @@ unknown name or version instead of guessing.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from enum import StrEnum
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 CONTRACT_VERSION_PROPERTY = "contractVersion"
 CAUSATION_ID_PROPERTY = "causationId"
+
+
+class Channel(StrEnum):
+    """Where a contract travels. Each deployment names the entity behind a channel in its
+    settings (ORDERS_TOPIC, PAYMENTS_TOPIC, AUTHORIZATIONS_QUEUE)."""
+
+    ORDERS_TOPIC = "orders-topic"
+    PAYMENTS_TOPIC = "payments-topic"
+    AUTHORIZATIONS_QUEUE = "authorizations-queue"
 
 
 class IntegrationMessage(BaseModel):
@@ -23,10 +33,12 @@ class IntegrationMessage(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore", strict=True)
     name: ClassVar[str]
     version: ClassVar[int] = 1
+    channel: ClassVar[Channel]
 
 
 class PaymentCompletedV1(IntegrationMessage):
     name = "PaymentCompleted"
+    channel = Channel.PAYMENTS_TOPIC
     paymentId: str = Field(min_length=1)
     orderId: str = Field(min_length=1)
     amount: int = Field(ge=0)
@@ -36,6 +48,7 @@ class PaymentCompletedV1(IntegrationMessage):
 
 class PaymentFailedV1(IntegrationMessage):
     name = "PaymentFailed"
+    channel = Channel.PAYMENTS_TOPIC
     paymentId: str = Field(min_length=1)
     orderId: str = Field(min_length=1)
     amount: int = Field(ge=0)
@@ -45,6 +58,7 @@ class PaymentFailedV1(IntegrationMessage):
 
 class OrderPlacedV1(IntegrationMessage):
     name = "OrderPlaced"
+    channel = Channel.ORDERS_TOPIC
     orderId: str = Field(min_length=1)
     customerId: str = Field(min_length=1)
     paymentId: str = Field(min_length=1)
@@ -54,6 +68,7 @@ class OrderPlacedV1(IntegrationMessage):
 
 class OrderPaidV1(IntegrationMessage):
     name = "OrderPaid"
+    channel = Channel.ORDERS_TOPIC
     orderId: str = Field(min_length=1)
     customerId: str = Field(min_length=1)
     paymentId: str = Field(min_length=1)
@@ -61,6 +76,7 @@ class OrderPaidV1(IntegrationMessage):
 
 class OrderCancelledV1(IntegrationMessage):
     name = "OrderCancelled"
+    channel = Channel.ORDERS_TOPIC
     orderId: str = Field(min_length=1)
     customerId: str = Field(min_length=1)
     reason: str
@@ -70,6 +86,7 @@ class AuthorizePaymentV1(IntegrationMessage):
     """Queue command: ask the acquirer worker to authorize a started payment."""
 
     name = "AuthorizePayment"
+    channel = Channel.AUTHORIZATIONS_QUEUE
     paymentId: str = Field(min_length=1)
     referenceId: str = Field(min_length=1)
     amount: int = Field(ge=0)

@@ -11,7 +11,7 @@ import azure.functions as func
 
 from devhost.indexing import FeedSpec
 from devhost.invocations import invoke
-from functions.runtime import FeedStore
+from eventstore.ports import FeedStore
 
 log = logging.getLogger("devhost.feed")
 

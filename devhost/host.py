@@ -77,15 +77,17 @@ def _loopback_for(bind_address: str) -> str:
 def run(options: HostOptions) -> int:
     """Run until Ctrl-C; the exit code is 1 when the HTTP server could not start."""
     index, _ = prepare(options)
+    from app.bootstrap import EmbeddedBackend
     from functions import runtime
 
+    services = runtime.services()
     stop = threading.Event()
     threads: list[threading.Thread] = []
     for spec in index.feeds:
-        threads.append(FeedPump(spec, runtime.stores_for_database(spec.database).events, stop))
+        threads.append(FeedPump(spec, services.stores_of_database(spec.database).events, stop))
     if index.bus:
-        if options.backend == "embedded":
-            bus = runtime.embedded_bus()
+        if isinstance(services.backend, EmbeddedBackend):
+            bus = services.backend.bus
             for bus_spec in index.bus:
                 threads.extend(BusWorker(bus_spec, bus, stop, i)
                                for i in range(BUS_WORKERS_PER_FUNCTION))
@@ -105,7 +107,7 @@ def run(options: HostOptions) -> int:
         stop.set()
         for thread in threads:
             thread.join(timeout=10)
-        runtime.close()
+        runtime.shutdown()
         print("Host stopped.", flush=True)
     if not server.started:
         print(f"error: could not listen on {options.host}:{options.port}", file=sys.stderr)

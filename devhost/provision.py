@@ -17,7 +17,7 @@ from eventstore.adapters.cosmos import (
     cosmos_client_from_settings,
     ensure_containers,
 )
-from functions.settings import SERVICE_NAMES
+from app.settings import SERVICE_NAMES, Settings, SettingsError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,20 +31,19 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     root = Path.cwd()
     values = host_settings.load_values(host_settings.settings_file(root, args.settings))
-    settings = host_settings.apply(values, {})
     try:
-        client = cosmos_client_from_settings(settings)
+        settings = Settings.from_environ({**host_settings.apply(values, {}), "BACKEND": "azure"})
+        assert settings.cosmos is not None  # the azure backend always has its connection
+        client = cosmos_client_from_settings(settings.cosmos)
+        names = settings.containers
         for service in SERVICE_NAMES:
-            database = settings.get(f"{service.upper()}_DATABASE", service)
+            database = settings.database(service)
             ensure_containers(
-                client, database,
-                events_container=settings.get("EVENTS_CONTAINER", "events"),
-                views_container=settings.get("VIEWS_CONTAINER", "views"),
-                deadletters_container=settings.get("DEADLETTERS_CONTAINER", "deadletters"),
-                leases_container=settings.get("LEASES_CONTAINER", "leases"),
+                client, database, events_container=names.events, views_container=names.views,
+                deadletters_container=names.deadletters, leases_container=names.leases,
             )
             print(f"database {database!r}: containers ready", flush=True)
-    except CosmosConfigurationError as error:
+    except (SettingsError, CosmosConfigurationError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     return 0

@@ -7,10 +7,8 @@ the class to a status (InvalidCommand 400, StreamNotFound and CartItemNotFound 4
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 MAX_ID_LENGTH = 100
+ID_FORBIDDEN_CHARACTERS = ("/", "\\", "?", "#")
 MAX_REASON_LENGTH = 500
 
 
@@ -63,7 +61,8 @@ class CartChanged(DomainError):
 
 
 def require_id(value: object, field: str) -> str:
-    """A non-blank identifier of at most MAX_ID_LENGTH characters, without control characters."""
+    """A non-blank identifier of at most MAX_ID_LENGTH characters, without control characters
+    or the characters a Cosmos DB document id cannot hold."""
     if not isinstance(value, str):
         raise InvalidCommand(f"{field} must be a string, got {_kind(value)}", field)
     if not value.strip():
@@ -75,6 +74,11 @@ def require_id(value: object, field: str) -> str:
     # Ids end up in stream ids, document ids, message ids and logs, where these break things.
     if any(ord(char) < 32 or ord(char) == 127 for char in value):
         raise InvalidCommand(f"{field} must not contain control characters", field)
+    # Cosmos DB refuses these in a document id, and every id becomes part of one.
+    if any(char in ID_FORBIDDEN_CHARACTERS for char in value):
+        raise InvalidCommand(
+            f"{field} must not contain any of {' '.join(ID_FORBIDDEN_CHARACTERS)}", field
+        )
     return value
 
 
@@ -107,21 +111,3 @@ def _kind(value: object) -> str:
     if isinstance(value, int | float | str):
         return f"{type(value).__name__} {value!r}"
     return type(value).__name__
-
-
-# Reading stored event data back. Stored events are facts: a malformed one is a bug or
-# corruption, never a user error, hence ValueError rather than a DomainError.
-
-
-def stored_str(data: Mapping[str, Any], key: str) -> str:
-    value = data.get(key)
-    if not isinstance(value, str):
-        raise ValueError(f"event data field {key!r} must be a string, got {value!r}")
-    return value
-
-
-def stored_int(data: Mapping[str, Any], key: str) -> int:
-    value = data.get(key)
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise ValueError(f"event data field {key!r} must be an integer, got {value!r}")
-    return value

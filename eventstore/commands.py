@@ -17,11 +17,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+from domain.codec import EventCodec, StreamCategory
 from domain.decider import Decider
 from domain.errors import DomainError
 from eventstore.clock import new_id, utc_now_iso
+from eventstore.commit import Commit, EventRecord
 from eventstore.errors import ConcurrencyError
-from eventstore.ports import Commit, CostMeter, EventRecord, EventStore
+from eventstore.ports import CostMeter, EventStore
 
 C = TypeVar("C")
 E = TypeVar("E")
@@ -41,10 +43,10 @@ class CommandContext:
 
 
 @dataclass(frozen=True)
-class CommandResult(Generic[S]):
+class CommandResult(Generic[S, E]):
     state: S
-    version: int
-    appended: tuple[EventRecord, ...]  # empty when the command was a no-op (e.g. a redelivery)
+    version: int  # the stream version after the command (unchanged for a no-op)
+    events: tuple[E, ...]  # what the command recorded; empty when it was a no-op
 
 
 @dataclass(frozen=True)
@@ -62,10 +64,17 @@ class _Entry(Generic[S]):
 
 
 class CommandProcessor(Generic[C, E, S]):
+    """Runs commands against the streams of one category (one aggregate type).
+
+    Addressed by aggregate id; the category names the stream, the codec stores the events.
+    """
+
     def __init__(
         self,
         store: EventStore,
+        category: StreamCategory,
         decider: Decider[C, E, S],
+        codec: EventCodec[E],
         *,
         max_attempts: int = 5,
         cache_size: int = 10_000,
@@ -74,7 +83,9 @@ class CommandProcessor(Generic[C, E, S]):
         meter: CostMeter | None = None,
     ) -> None:
         self._store = store
+        self._category = category
         self._decider = decider
+        self._codec = codec
         self._max_attempts = max_attempts
         self._cache_size = cache_size
         self._clock = clock
@@ -87,10 +98,10 @@ class CommandProcessor(Generic[C, E, S]):
         self._stream_locks = tuple(threading.Lock() for _ in range(_LOCK_STRIPES))
 
     @property
-    def decider(self) -> Decider[C, E, S]:
-        return self._decider
+    def category(self) -> StreamCategory:
+        return self._category
 
-    def load(self, stream_id: str, *, at_least: int = 0, refresh: bool = False
+    def load(self, aggregate_id: str, *, at_least: int = 0, refresh: bool = False
              ) -> tuple[S, int]:
         """The stream's state and version (0 = the stream does not exist).
 
@@ -98,18 +109,21 @@ class CommandProcessor(Generic[C, E, S]):
         asks for the latest (before a side effect outside the stream, where a stale decision
         would be costly); either way only the commits after the cached version are read.
         """
+        stream_id = self._category.stream_id(aggregate_id)
         with self._stream_lock(stream_id):
             entry = self._cached(stream_id)
             if entry is None or entry.version < at_least or refresh:
                 entry = self._catch_up(stream_id, entry)
             return entry.state, entry.version
 
-    def cached_version(self, stream_id: str) -> int:
+    def cached_version(self, aggregate_id: str) -> int:
         """The newest version this process knows of (a free hint for read-your-writes)."""
-        entry = self._cached(stream_id)
+        entry = self._cached(self._category.stream_id(aggregate_id))
         return entry.version if entry else 0
 
-    def execute(self, stream_id: str, command: C, context: CommandContext) -> CommandResult[S]:
+    def execute(self, aggregate_id: str, command: C, context: CommandContext
+                ) -> CommandResult[S, E]:
+        stream_id = self._category.stream_id(aggregate_id)
         if self._meter is None:
             return self._execute(stream_id, command, context)
         with self._meter.measure() as cost:
@@ -119,7 +133,8 @@ class CommandProcessor(Generic[C, E, S]):
                  stream_id, result.version, cost.requests, cost.request_charge)
         return result
 
-    def _execute(self, stream_id: str, command: C, context: CommandContext) -> CommandResult[S]:
+    def _execute(self, stream_id: str, command: C, context: CommandContext
+                 ) -> CommandResult[S, E]:
         with self._stream_lock(stream_id):
             entry = self._cached(stream_id)
             current = entry is None  # is the state known to be the stream's latest?
@@ -131,7 +146,7 @@ class CommandProcessor(Generic[C, E, S]):
                 if replayed is not None:
                     # The same command (a client retry after a timeout, a redelivered message)
                     # was already committed: answer what it did instead of doing it again.
-                    return CommandResult(entry.state, replayed.version, replayed.events)
+                    return CommandResult(entry.state, replayed.version, self._decoded(replayed))
                 try:
                     events = self._decider.decide(command, entry.state)
                 except DomainError:
@@ -164,14 +179,14 @@ class CommandProcessor(Generic[C, E, S]):
                     continue
                 entry = entry.advanced(self._decider.fold(events, entry.state), [commit])
                 self._remember(stream_id, entry)
-                return CommandResult(entry.state, commit.version, commit.events)
+                return CommandResult(entry.state, commit.version, tuple(events))
 
     def _commit(self, stream_id: str, version: int, events: list[E], context: CommandContext
                 ) -> Commit:
         now = self._clock()
         records = []
         for offset, event in enumerate(events, start=1):
-            encoded = self._decider.encode(event)
+            encoded = self._codec.encode(event)
             records.append(EventRecord(
                 version=version + offset,
                 event_id=self._new_id(),
@@ -182,7 +197,7 @@ class CommandProcessor(Generic[C, E, S]):
             ))
         return Commit(
             stream_id=stream_id,
-            stream_type=self._decider.stream_type,
+            stream_type=self._category.name,
             events=tuple(records),
             correlation_id=context.correlation_id,
             causation_id=context.causation_id,
@@ -197,13 +212,16 @@ class CommandProcessor(Generic[C, E, S]):
             for record in commit.events:
                 if record.version <= version:
                     continue
-                event = self._decider.decode(record.type, record.schema_version, record.data)
+                event = self._codec.decode(record.type, record.schema_version, record.data)
                 state = self._decider.evolve(state, event)
                 version = record.version
         fresh = known.advanced(state, commits)
         if fresh.version:
             self._remember(stream_id, fresh)
         return fresh
+
+    def _decoded(self, commit: Commit) -> tuple[E, ...]:
+        return tuple(self._codec.decode(r.type, r.schema_version, r.data) for r in commit.events)
 
     def _cached(self, stream_id: str) -> _Entry[S] | None:
         with self._cache_lock:

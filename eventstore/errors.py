@@ -12,12 +12,33 @@ class ConcurrencyError(Exception):
     """A write lost an optimistic-concurrency race (stale expected version or ETag)."""
 
 
+class NotFound(Exception):
+    """The aggregate (or the version of it) a read asked for does not exist."""
+
+    def __init__(self, what: str, aggregate_id: str, *, version: int | None = None,
+                 latest: int | None = None) -> None:
+        if version is None:
+            detail = f"no {what} with id {aggregate_id!r}"
+        else:
+            detail = f"{what} {aggregate_id!r} has no version {version} (its latest is {latest})"
+        super().__init__(detail)
+        self.what = what
+        self.aggregate_id = aggregate_id
+        self.version = version
+        self.detail = detail
+
+
 class TransientError(Exception):
     """A backend failed in a way that may succeed when retried (throttling, timeouts, outages).
 
     Change-feed and Service Bus handlers let it propagate so the host's retry policy runs and the
     checkpoint (or the message lock) does not move.
     """
+
+
+class StorageUnavailableError(TransientError):
+    """The storage itself failed (disk full, read-only, I/O error, a damaged file): not the
+    request's fault. Clients get 503; change-feed handlers retry instead of parking the event."""
 
 
 class UndeliverableMessageError(Exception):

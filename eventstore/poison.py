@@ -7,8 +7,9 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from eventstore.clock import utc_now_iso
+from eventstore.commit import Commit, EventRecord
 from eventstore.errors import TransientError
-from eventstore.ports import Commit, DeadLetter, DeadLetterStore, EventRecord, OutboundMessage
+from eventstore.ports import DeadLetter, DeadLetterStore, OutboundMessage
 
 log = logging.getLogger(__name__)
 

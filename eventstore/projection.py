@@ -10,12 +10,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
-from domain.decider import Decider
+from domain.codec import EventCodec, StreamCategory
+from eventstore.commit import Commit, EventRecord, JsonDict
 from eventstore.errors import ConcurrencyError
 from eventstore.poison import park, raise_if_transient
-from eventstore.ports import Commit, DeadLetterStore, EventRecord, JsonDict, ViewStore
+from eventstore.ports import DeadLetterStore, ViewStore
 
 E = TypeVar("E")
 
@@ -26,11 +27,15 @@ PROJECTOR_FIELD = "_projector"  # which projector (lease prefix) built a view do
 
 @dataclass(frozen=True)
 class ViewDefinition(Generic[E]):
-    """How one stream type becomes one view document per stream."""
+    """How the streams of one category become one view document each, whose id is the
+    aggregate id."""
 
-    decider: Decider[Any, E, Any]
-    view_id: Callable[[str], str]  # stream id -> view document id
+    category: StreamCategory
+    codec: EventCodec[E]
     apply: Callable[[JsonDict | None, E, int], JsonDict]
+
+    def view_id(self, stream_id: str) -> str:
+        return self.category.aggregate_id(stream_id)
 
 
 def project(
@@ -40,7 +45,7 @@ def project(
     for record in records:
         if view is not None and record.version <= int(view["version"]):
             continue
-        event = definition.decider.decode(record.type, record.schema_version, record.data)
+        event = definition.codec.decode(record.type, record.schema_version, record.data)
         view = definition.apply(view, event, record.version)
     return view
 
@@ -63,7 +68,7 @@ class Projector(Generic[E]):
     def handle(self, commits: Iterable[Commit]) -> None:
         by_stream: dict[str, list[Commit]] = {}
         for commit in commits:
-            if commit.stream_type == self._definition.decider.stream_type:
+            if commit.stream_type == self._definition.category.name:
                 by_stream.setdefault(commit.stream_id, []).append(commit)
         for stream_id, stream_commits in by_stream.items():
             self._project_stream(stream_id, sorted(stream_commits, key=lambda c: c.version))

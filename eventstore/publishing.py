@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
+from eventstore.commit import Commit, EventRecord
 from eventstore.errors import UndeliverableMessageError
 from eventstore.poison import park, park_message, raise_if_transient
-from eventstore.ports import Commit, DeadLetterStore, EventRecord, MessagePublisher, OutboundMessage
+from eventstore.ports import DeadLetterStore, MessagePublisher, OutboundMessage
 
 EventMapper = Callable[[Commit, EventRecord], list[OutboundMessage]]
 
@@ -49,7 +50,3 @@ class Publisher:
                 park_message(self._dead_letters, self._consumer, error.outbound, error)
                 pending = [m for m in pending if m is not error.outbound]
         return messages
-
-
-def message_id(stream_id: str, version: int) -> str:
-    return f"{stream_id}:{version}"

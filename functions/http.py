@@ -9,13 +9,19 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import re
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 import azure.functions as func
 from pydantic import BaseModel, ValidationError
 
+from app.ports import PaymentRefused, PaymentsMisconfigured
+from contracts.headers import (
+    CAUSATION_HEADER,
+    CORRELATION_HEADER,
+    IDEMPOTENCY_HEADER,
+    RETRY_AFTER_HEADER,
+)
 from domain.errors import (
     AlreadyExists,
     CartChanged,
@@ -25,19 +31,16 @@ from domain.errors import (
     InvalidTransition,
     PaymentMismatch,
     StreamNotFound,
+    require_id,
 )
 from eventstore.clock import new_id
 from eventstore.commands import CommandContext
-from eventstore.errors import ConcurrencyError, TransientError
+from eventstore.errors import ConcurrencyError, NotFound, TransientError
 
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 64 * 1024
-CORRELATION_HEADER = "X-Correlation-Id"
-CAUSATION_HEADER = "X-Causation-Id"
-IDEMPOTENCY_HEADER = "Idempotency-Key"
 PROBLEM_JSON = "application/problem+json"
-_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -103,11 +106,13 @@ def read_json(req: func.HttpRequest, model: type[M], *, optional: bool = False) 
 
 
 def route_id(req: func.HttpRequest, name: str, what: str) -> str:
-    """A path id; one that could never have been issued is simply not found."""
+    """A path id; one the domain's id rule refuses could never exist, so it is not found."""
     value = str(req.route_params.get(name, ""))
-    if not _ID_PATTERN.fullmatch(value):
-        raise ApiError(404, f"{what.capitalize()} not found", f"no {what} with id {value!r}")
-    return value
+    try:
+        return require_id(value, name)
+    except InvalidCommand:
+        raise ApiError(404, f"{what.capitalize()} not found",
+                       f"no {what} with id {value!r}") from None
 
 
 def min_version(req: func.HttpRequest) -> int:
@@ -175,13 +180,22 @@ def http_endpoint(handler: Handler) -> Handler:
                                error.headers)
         except DomainError as error:
             response = _domain_problem(error, req)
+        except NotFound as error:
+            title = "not found" if error.version is None else "version not found"
+            response = problem(404, f"{error.what.capitalize()} {title}", error.detail)
         except ConcurrencyError as error:
             response = problem(409, "Concurrent modification", str(error))
+        except PaymentRefused as error:
+            response = problem(409, "Payment refused", str(error))
+        except PaymentsMisconfigured as error:
+            log.error("%s: %s", handler.__name__, error)
+            response = problem(502, "Payments unavailable",
+                               "the payment service could not be called; retry later")
         except TransientError as error:
             log.warning("transient failure in %s: %r", handler.__name__, error)
             response = problem(503, "Service unavailable",
                                "a backend is temporarily unavailable; retry shortly",
-                               headers={"Retry-After": "2"})
+                               headers={RETRY_AFTER_HEADER: "2"})
         except Exception:
             log.exception("unhandled error in %s", handler.__name__)
             response = problem(500, "Internal error", "an unexpected error occurred")

@@ -1,62 +1,47 @@
-"""Payments service: HTTP API, change-feed projector and publisher, the acquirer worker."""
+"""Payments service triggers: the HTTP API, the change-feed projector and publisher, and the
+acquirer worker. Each parses its input, calls one use case (``app.payments``), and shapes the
+response."""
 
 from __future__ import annotations
-
-import logging
-import time
 
 import azure.functions as func
 from pydantic import BaseModel, ConfigDict, Field
 
-from contracts.mapping import outbound, payment_messages
-from contracts.messages import AuthorizePaymentV1, parse_message
-from domain import payments as domain
+from app.payments import PAYMENTS_PROJECTOR, PAYMENTS_PUBLISHER, PaymentsService
+from contracts.headers import VIEW_SOURCE_HEADER
+from domain.errors import MAX_ID_LENGTH
 from domain.money import MAX_AMOUNT
-from domain.views import apply_payment_event
-from eventstore.ports import Commit, EventRecord, OutboundMessage
-from eventstore.projection import Projector, ViewDefinition
-from eventstore.publishing import Publisher
 from functions import runtime
-from functions.common import (
-    change_feed_function,
-    commits_from,
-    events_response,
-    message_context,
-    retry_transient,
-    view_response,
-)
 from functions.http import (
     command_context,
     http_endpoint,
     json_response,
+    min_version,
     read_json,
     route_id,
 )
-from functions.settings import int_setting, setting
-
-log = logging.getLogger(__name__)
+from functions.triggers import (
+    change_feed_function,
+    contract_of,
+    feed_documents,
+    message_context,
+    retry_transient,
+)
 
 bp = func.Blueprint()  # type: ignore[no-untyped-call]
 
-PROJECTOR = "payments-projector-v1"
-PUBLISHER = "payments-publisher-v1"
-
-PAYMENT_VIEW = ViewDefinition(
-    decider=domain.payment_decider,
-    view_id=lambda stream_id: stream_id.removeprefix("payment-"),
-    apply=apply_payment_event,
-)
-
 
 class PutPaymentBody(BaseModel):
+    """Shape and types only; the domain owns the limits (documented from its constants)."""
+
     model_config = ConfigDict(extra="forbid", strict=True)
-    referenceId: str = Field(min_length=1, max_length=100)
-    amount: int = Field(ge=1, le=MAX_AMOUNT)
-    currency: str = Field(min_length=1, max_length=10)
+    referenceId: str = Field(json_schema_extra={"minLength": 1, "maxLength": MAX_ID_LENGTH})
+    amount: int = Field(json_schema_extra={"minimum": 1, "maximum": MAX_AMOUNT})
+    currency: str = Field(json_schema_extra={"description": "ISO-4217 code, e.g. EUR"})
 
 
-def _stream(payment_id: str) -> str:
-    return domain.payment_decider.stream_id(payment_id)
+def _payments() -> PaymentsService:
+    return runtime.services().payments
 
 
 def _payment_id(req: func.HttpRequest) -> str:
@@ -67,19 +52,17 @@ def _payment_id(req: func.HttpRequest) -> str:
 @bp.route(route="payments/{paymentId}", methods=["PUT"], auth_level=func.AuthLevel.FUNCTION)
 @http_endpoint
 def put_payment(req: func.HttpRequest) -> func.HttpResponse:
-    """Create the payment: 201 when new, 200 when it exists with the same data (a retried PUT),
-    409 when it exists with different data."""
+    """201 when new, 200 when it exists with the same data (a retried PUT), 409 when it exists
+    with different data."""
     payment_id = _payment_id(req)
     body = read_json(req, PutPaymentBody)
-    result = runtime.payments().execute(
-        _stream(payment_id),
-        domain.CreatePayment(payment_id, body.referenceId, body.amount, body.currency),
-        command_context(req))
-    state = result.state
+    put = _payments().create_payment(payment_id, body.referenceId, body.amount, body.currency,
+                                     command_context(req))
+    state = put.state
     return json_response(
         {"paymentId": payment_id, "referenceId": state.reference_id, "amount": state.amount,
-         "currency": state.currency, "status": str(state.status), "version": result.version},
-        201 if result.appended else 200)
+         "currency": state.currency, "status": str(state.status), "version": put.version},
+        201 if put.created else 200)
 
 
 @bp.function_name("payments_authorize")
@@ -88,18 +71,16 @@ def put_payment(req: func.HttpRequest) -> func.HttpResponse:
 @http_endpoint
 def authorize_payment(req: func.HttpRequest) -> func.HttpResponse:
     """The customer authorizes the payment; the acquirer decides asynchronously (202)."""
-    payment_id = _payment_id(req)
-    result = runtime.payments().execute(_stream(payment_id), domain.AuthorizePayment(),
-                                 command_context(req))
-    return json_response({"version": result.version}, 202)
+    version = _payments().authorize(_payment_id(req), command_context(req))
+    return json_response({"version": version}, 202)
 
 
 @bp.function_name("payments_get")
 @bp.route(route="payments/{paymentId}", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 @http_endpoint
 def get_payment(req: func.HttpRequest) -> func.HttpResponse:
-    return view_response(req, "payments", PAYMENT_VIEW, runtime.payments(), _payment_id(req),
-                         "payment")
+    read = _payments().get_payment(_payment_id(req), min_version(req))
+    return json_response(read.document, headers={VIEW_SOURCE_HEADER: read.source})
 
 
 @bp.function_name("payments_events")
@@ -107,38 +88,17 @@ def get_payment(req: func.HttpRequest) -> func.HttpResponse:
           auth_level=func.AuthLevel.ANONYMOUS)
 @http_endpoint
 def get_payment_events(req: func.HttpRequest) -> func.HttpResponse:
-    return events_response("payments", domain.payment_decider, _payment_id(req), "payment")
+    return json_response(_payments().payment_events(_payment_id(req)))
 
 
-@change_feed_function(bp, "payments_projector", "PAYMENTS_DATABASE", PROJECTOR)
+@change_feed_function(bp, "payments_projector", "PAYMENTS_DATABASE", PAYMENTS_PROJECTOR)
 def payments_projector(documents: func.DocumentList) -> None:
-    stores = runtime.stores("payments")
-    projector = Projector(PAYMENT_VIEW, stores.views, stores.dead_letters, PROJECTOR)
-    projector.handle(commits_from(documents, stores.dead_letters, PROJECTOR))
+    _payments().project(feed_documents(documents))
 
 
-def map_payment_event(commit: Commit, record: EventRecord) -> list[OutboundMessage]:
-    """PaymentStarted becomes a queue command (the slow acquirer call must not run inside the
-    change feed, where it would block every later event of the partition); the outcomes become
-    integration events for Orders."""
-    destinations = {
-        "PaymentStarted": "AUTHORIZATIONS_QUEUE",
-        "PaymentCompleted": "PAYMENTS_TOPIC",
-        "PaymentFailed": "PAYMENTS_TOPIC",
-    }
-    if record.type not in destinations:
-        return []
-    event = domain.payment_decider.decode(record.type, record.schema_version, record.data)
-    state, _ = runtime.payments().load(commit.stream_id, at_least=record.version)
-    destination = setting(destinations[record.type])
-    return [outbound(m, destination, commit, record) for m in payment_messages(state, event)]
-
-
-@change_feed_function(bp, "payments_publisher", "PAYMENTS_DATABASE", PUBLISHER)
+@change_feed_function(bp, "payments_publisher", "PAYMENTS_DATABASE", PAYMENTS_PUBLISHER)
 def payments_publisher(documents: func.DocumentList) -> None:
-    stores = runtime.stores("payments")
-    publisher = Publisher(map_payment_event, runtime.publisher(), stores.dead_letters, PUBLISHER)
-    publisher.handle(commits_from(documents, stores.dead_letters, PUBLISHER))
+    _payments().publish(feed_documents(documents))
 
 
 @bp.function_name("payments_acquirer")
@@ -146,24 +106,5 @@ def payments_publisher(documents: func.DocumentList) -> None:
                               queue_name="%AUTHORIZATIONS_QUEUE%")
 @retry_transient
 def payments_acquirer(message: func.ServiceBusMessage) -> None:
-    """The simulated acquirer: waits PAYMENTS_ACQUIRER_DELAY_MS, then completes or declines.
-
-    A redelivered command for a payment that is already decided does nothing (no second call to
-    the acquirer, no second event).
-    """
-    contract = parse_message(getattr(message, "subject", None) or getattr(message, "label", None),
-                             message.application_properties, message.get_body())
-    if not isinstance(contract, AuthorizePaymentV1):
-        raise ValueError(f"{contract.name} does not belong on the authorizations queue")
-    stream_id = _stream(contract.paymentId)
-    # Fresh: the authorize may have run on another instance than the one that cached this stream.
-    state, _ = runtime.payments().load(stream_id, refresh=True)
-    if state.status != domain.PaymentStatus.STARTED:
-        log.info("payment %s is %s; nothing to authorize", contract.paymentId, state.status)
-        return
-    time.sleep(int_setting("PAYMENTS_ACQUIRER_DELAY_MS", 1000) / 1000)  # the acquirer's latency
-    decision = domain.acquirer_decision(contract.paymentId, contract.amount,
-                                        int_setting("PAYMENTS_DECLINE_ABOVE", 100_000))
-    result = runtime.payments().execute(stream_id, decision, message_context(message))
-    log.info("payment %s -> %s (version %d)", contract.paymentId, result.state.status,
-             result.version)
+    """The acquirer worker: the slow call runs here, off the change feed."""
+    _payments().process_authorization(contract_of(message), message_context(message))

@@ -7,8 +7,9 @@ subscriptions, peek-lock with lock tokens and lock expiry, delivery counts, the 
 sub-queue and MaxDeliveryCountExceeded. Not modelled: sessions, scheduled messages, TTL,
 subscription filters (every subscription gets every message, the default TrueFilter).
 
-Standard library only. All state lives in the file (WAL), so several processes can share it; each
-``EmbeddedBus`` holds one connection guarded by a lock, so it is safe to share between threads.
+Standard library only. All state lives in the file (WAL), so several processes can share it; it
+uses SQLite as every embedded backend does (``eventstore.embedded.sqlite``), and is safe to share
+between threads.
 """
 
 from __future__ import annotations
@@ -19,15 +20,16 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final, Literal
 
-from eventstore.errors import TransientError
-from eventstore.ports import JsonDict, OutboundMessage
+from eventstore.commit import JsonDict
+from eventstore.embedded.sqlite import EmbeddedClosedError, SqliteFile
+from eventstore.ports import OutboundMessage
 
 __all__ = [
     "DEAD_LETTER_QUEUE_SUFFIX",
@@ -55,8 +57,6 @@ _SCHEMA_VERSION: Final = 1
 # A waiting receiver is woken at once by sends through the same EmbeddedBus (Condition); sends
 # from other processes (or other instances) are only visible in the file, hence the poll.
 _DEFAULT_POLL_INTERVAL: Final = 0.25
-# SQLite's busy timeout: how long a writer waits for another process's write transaction.
-_BUSY_TIMEOUT: Final = 30.0
 _DUPLICATE_PURGE_INTERVAL: Final = 60.0
 
 EntityKind = Literal["queue", "topic", "subscription"]
@@ -70,8 +70,8 @@ class MessageLockLostError(Exception):
     """The message's lock expired, or it was settled already or relocked by another receiver."""
 
 
-class BusClosedError(RuntimeError):
-    """The EmbeddedBus was closed."""
+BusClosedError = EmbeddedClosedError
+"""The EmbeddedBus was closed."""
 
 
 @dataclass(frozen=True)
@@ -287,11 +287,6 @@ def _parse_path(entity_path: str) -> tuple[str, bool]:
     )
 
 
-def _is_busy(exc: sqlite3.OperationalError) -> bool:
-    text = str(exc).lower()
-    return "locked" in text or "busy" in text
-
-
 class EmbeddedBus:
     """A Service Bus namespace in one SQLite file. Thread-safe; several processes may share it."""
 
@@ -305,41 +300,28 @@ class EmbeddedBus:
         self.path = Path(path)
         self._clock = clock
         self._poll_interval = poll_interval
-        # One connection per bus behind a mutex rather than one per thread: in-process writers
-        # then queue on a cheap Python lock instead of SQLite's sleep-and-retry busy handler.
-        self._db_lock = threading.Lock()
         self._cond = threading.Condition()
         self._generation = 0  # bumped on every local change that can make a message receivable
         self._waiting_receivers = 0
         self._closed = False
         self._last_purge = float("-inf")
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._conn = sqlite3.connect(
-            self.path,
-            timeout=_BUSY_TIMEOUT,
-            isolation_level=None,  # explicit BEGIN IMMEDIATE / COMMIT below
-            check_same_thread=False,
-            cached_statements=64,
-        )
+        # Every operation writes (locks, delivery counts), so all of them use the one writer.
+        self._file = SqliteFile(self.path)
         try:
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            # WAL + NORMAL: no fsync per commit; survives a process crash, may lose the last
-            # commits on power loss, which is acceptable for a developer machine.
-            self._conn.execute("PRAGMA synchronous=NORMAL")
             self._create_schema()
         except BaseException:
-            self._conn.close()
+            self._file.close()
             raise
 
     # -- lifecycle --------------------------------------------------------------------------
 
     def close(self) -> None:
         """Close the connection; receivers blocked in receive() return an empty list."""
-        with self._db_lock:
-            if self._closed:
-                return
-            self._closed = True
-            self._conn.close()
+        if self._closed:
+            return
+        self._closed = True
+        self._file.close()
         self._notify()
 
     @property
@@ -369,44 +351,13 @@ class EmbeddedBus:
                     f"{_SCHEMA_VERSION}. Use a matching version or delete the file."
                 )
 
-    @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction. IMMEDIATE takes the write lock up front: a deferred transaction
-        that reads and then writes can fail with SQLITE_BUSY at once under WAL (no busy wait)
-        when another process committed in between."""
-        with self._db_lock:
-            conn = self._open_connection()
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-                try:
-                    yield conn
-                except BaseException:
-                    if conn.in_transaction:
-                        conn.execute("ROLLBACK")
-                    raise
-                conn.execute("COMMIT")
-            except sqlite3.OperationalError as exc:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                if _is_busy(exc):
-                    raise TransientError(f"embedded bus {self.path} is busy: {exc}") from exc
-                raise
+    def _tx(self) -> AbstractContextManager[sqlite3.Connection]:
+        return self._file.write()
 
     def _execute_alone(self, sql: str, params: Sequence[object]) -> int:
-        """One statement in its own implicit transaction; returns the changed row count."""
-        with self._db_lock:
-            conn = self._open_connection()
-            try:
-                return conn.execute(sql, params).rowcount
-            except sqlite3.OperationalError as exc:
-                if _is_busy(exc):
-                    raise TransientError(f"embedded bus {self.path} is busy: {exc}") from exc
-                raise
-
-    def _open_connection(self) -> sqlite3.Connection:
-        if self._closed:
-            raise BusClosedError(f"embedded bus {self.path} is closed")
-        return self._conn
+        """One statement in its own transaction; returns the changed row count."""
+        with self._file.write() as conn:
+            return conn.execute(sql, params).rowcount
 
     def _notify(self) -> None:
         with self._cond:

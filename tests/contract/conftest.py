@@ -20,16 +20,9 @@ import pytest
 from azure.cosmos import CosmosClient
 
 from eventstore.adapters.cosmos import CosmosClientOptions, CosmosDatabase, create_cosmos_client
+from eventstore.commit import Commit, EventRecord
 from eventstore.embedded.sqlite_store import EmbeddedDatabase
-from eventstore.ports import (
-    ChangeFeed,
-    CheckpointStore,
-    Commit,
-    DeadLetterStore,
-    EventRecord,
-    EventStore,
-    ViewStore,
-)
+from eventstore.ports import ChangeFeed, CheckpointStore, DeadLetterStore, EventStore, ViewStore
 from tests.support.cosmos_server import shared_cosmos_server
 
 

@@ -14,8 +14,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from eventstore.commit import Commit
 from eventstore.errors import ConcurrencyError
-from eventstore.ports import ChangeFeed, Commit, FeedPage
+from eventstore.ports import ChangeFeed, FeedPage
 from tests.contract.conftest import Backend, make_commit, new_stream
 
 FEED_DEADLINE = 10.0  # seconds a feed may take to show committed items

@@ -8,8 +8,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from eventstore.commit import JsonDict
 from eventstore.errors import ConcurrencyError
-from eventstore.ports import DeadLetter, JsonDict
+from eventstore.ports import DeadLetter
 from tests.contract.conftest import Backend
 
 CONTENDERS = 8

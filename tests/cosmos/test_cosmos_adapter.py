@@ -30,8 +30,9 @@ from eventstore.adapters.cosmos import (
     is_transient_status,
     open_cosmos_database,
 )
+from eventstore.commit import Commit, EventRecord
 from eventstore.errors import ConcurrencyError, TransientError
-from eventstore.ports import Commit, DeadLetter, EventRecord
+from eventstore.ports import DeadLetter
 from tests.cosmos.conftest import FAST_FAILING
 from tests.support.cosmos_server import EMULATOR_KEY, CosmosServerInfo, running_cosmos_server
 

@@ -21,9 +21,10 @@ from devhost import feed as devhost_feed
 from devhost.bus import BusWorker
 from devhost.feed import FeedPump
 from devhost.indexing import BusSpec, FeedSpec, RetryPolicy
+from eventstore.commit import Commit, EventRecord
 from eventstore.embedded.bus import MAX_DELIVERY_COUNT_EXCEEDED, EmbeddedBus
 from eventstore.embedded.sqlite_store import EmbeddedDatabase, SqliteEventStore
-from eventstore.ports import Commit, EventRecord, OutboundMessage
+from eventstore.ports import OutboundMessage
 
 CONSUMER = "test-projector-v1"
 DEADLINE = 5.0

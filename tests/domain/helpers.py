@@ -7,10 +7,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+from domain.codec import EventCodec
 from domain.decider import Decider
 from domain.errors import DomainError
-from domain.orders import OrderCommand, OrderEvent, OrderState, order_decider
-from domain.payments import PaymentCommand, PaymentEvent, PaymentState, payment_decider
+from domain.orders import OrderCommand, OrderEvent, OrderState, order_codec, order_decider
+from domain.payments import (
+    PaymentCommand,
+    PaymentEvent,
+    PaymentState,
+    payment_codec,
+    payment_decider,
+)
 
 C = TypeVar("C")
 E = TypeVar("E")
@@ -20,6 +27,7 @@ S = TypeVar("S")
 @dataclass(frozen=True)
 class Outcome(Generic[C, E, S]):
     decider: Decider[C, E, S]
+    codec: EventCodec[E]
     state: S
     events: list[E] | None
     error: DomainError | None
@@ -31,9 +39,9 @@ class Outcome(Generic[C, E, S]):
         state = self.state
         for event in self.events:
             # Whatever decide emits must survive storage as JSON and still apply.
-            encoded = self.decider.encode(event)
+            encoded = self.codec.encode(event)
             data = json.loads(json.dumps(encoded.data))
-            assert self.decider.decode(encoded.type, encoded.schema_version, data) == event
+            assert self.codec.decode(encoded.type, encoded.schema_version, data) == event
             state = self.decider.evolve(state, event)
         return state
 
@@ -54,6 +62,7 @@ class Outcome(Generic[C, E, S]):
 @dataclass(frozen=True)
 class Given(Generic[C, E, S]):
     decider: Decider[C, E, S]
+    codec: EventCodec[E]
     history: Sequence[E]
 
     @property
@@ -65,16 +74,16 @@ class Given(Generic[C, E, S]):
         try:
             events = self.decider.decide(command, state)
         except DomainError as error:
-            return Outcome(self.decider, state, None, error)
-        return Outcome(self.decider, state, events, None)
+            return Outcome(self.decider, self.codec, state, None, error)
+        return Outcome(self.decider, self.codec, state, events, None)
 
 
 def given_order(*events: OrderEvent) -> Given[OrderCommand, OrderEvent, OrderState]:
-    return Given(order_decider, events)
+    return Given(order_decider, order_codec, events)
 
 
 def given_payment(*events: PaymentEvent) -> Given[PaymentCommand, PaymentEvent, PaymentState]:
-    return Given(payment_decider, events)
+    return Given(payment_decider, payment_codec, events)
 
 
 def bogus() -> Any:

@@ -19,6 +19,7 @@ from domain.errors import (
 from domain.money import MAX_AMOUNT
 from domain.orders import (
     INITIAL_ORDER,
+    ORDER_STREAM,
     AddItemToCart,
     CancelOrder,
     CartItem,
@@ -484,8 +485,7 @@ def test_checkout_command_after_a_failure_gets_a_new_id() -> None:
 
 
 def test_order_decider_wiring() -> None:
-    assert order_decider.stream_type == "order"
-    assert order_decider.stream_id("o-1") == "order-o-1"
+    assert ORDER_STREAM.stream_id("o-1") == "order-o-1"
     assert order_decider.initial_state == INITIAL_ORDER and not INITIAL_ORDER.exists
     assert order_decider.fold(list(H_PAID)).status is OrderStatus.PAID
 

@@ -11,6 +11,7 @@ from domain.errors import AlreadyExists, InvalidCommand, InvalidTransition, Stre
 from domain.money import MAX_AMOUNT
 from domain.payments import (
     INITIAL_PAYMENT,
+    PAYMENT_STREAM,
     AuthorizePayment,
     CompletePayment,
     CreatePayment,
@@ -245,8 +246,7 @@ def test_acquirer_decisions_are_accepted_by_a_started_payment() -> None:
 
 
 def test_payment_decider_wiring() -> None:
-    assert payment_decider.stream_type == "payment"
-    assert payment_decider.stream_id("pay-1") == "payment-pay-1"
+    assert PAYMENT_STREAM.stream_id("pay-1") == "payment-pay-1"
     assert payment_decider.initial_state == INITIAL_PAYMENT and not INITIAL_PAYMENT.exists
     assert payment_decider.fold(list(H_FAILED)).status is PaymentStatus.FAILED
 

@@ -15,6 +15,7 @@ from hypothesis import Phase, find, given, settings
 from hypothesis import strategies as st
 
 from domain import orders, payments
+from domain.codec import EventCodec
 from domain.decider import Decider
 from domain.errors import DomainError
 from domain.money import MAX_AMOUNT
@@ -37,6 +38,7 @@ class Run(Generic[E, S]):
 
 def run(
     decider: Decider[C, E, S],
+    codec: EventCodec[E],
     steps: Sequence[Any],
     resolve: Callable[[Any, S, int], C],
     terminal: frozenset[Any],
@@ -63,8 +65,8 @@ def run(
         if getattr(before, "status", None) in terminal:
             assert events == [], f"{command} emitted {events} from terminal state {before}"
         for event in events:
-            encoded = decider.encode(event)
-            assert decider.decode(encoded.type, encoded.schema_version, encoded.data) == event
+            encoded = codec.encode(event)
+            assert codec.decode(encoded.type, encoded.schema_version, encoded.data) == event
             result.log.append((len(result.log) + 1, event))
             result.state = decider.evolve(result.state, event)
         check(result, before, events)
@@ -232,6 +234,7 @@ def run_order(sequence: tuple[Any, list[Any]]) -> Run[orders.OrderEvent, orders.
     first, rest = sequence
     return run(
         orders.order_decider,
+        orders.order_codec,
         [first, *rest],
         resolve_order,
         orders.TERMINAL_ORDER_STATUSES,
@@ -331,6 +334,7 @@ def run_payment(
     first, rest = sequence
     return run(
         payments.payment_decider,
+        payments.payment_codec,
         [first, *rest],
         resolve_payment,
         payments.TERMINAL_PAYMENT_STATUSES,

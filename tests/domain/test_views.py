@@ -9,7 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from domain import orders, payments
-from domain.views import apply_order_event, apply_payment_event
+from domain.orders import apply_order_event
+from domain.payments import apply_payment_event
 
 
 def order_view(events: list[orders.OrderEvent]) -> dict[str, Any]:

@@ -22,10 +22,10 @@ import httpx
 import pytest
 
 from devhost.bus import to_function_message
+from eventstore.commit import Commit
 from eventstore.embedded import bus as embedded_bus_module
 from eventstore.embedded import sqlite_store
 from eventstore.embedded.bus import ReceivedMessage, subscription_path
-from eventstore.ports import Commit
 from functions import orders, payments, runtime
 from functions.payments_api import PaymentsApi
 

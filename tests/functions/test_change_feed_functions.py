@@ -9,16 +9,10 @@ import azure.functions as func
 import pytest
 
 from contracts.messages import CAUSATION_ID_PROPERTY, CONTRACT_VERSION_PROPERTY
+from eventstore.commit import Commit, EventRecord, JsonDict
 from eventstore.embedded.bus import ReceivedMessage, subscription_path
 from eventstore.errors import TransientError
-from eventstore.ports import (
-    Commit,
-    DeadLetter,
-    EventRecord,
-    JsonDict,
-    OutboundMessage,
-    StoredView,
-)
+from eventstore.ports import DeadLetter, OutboundMessage, StoredView
 from functions import orders, payments, runtime
 from tests.functions.conftest import Harness, documents_of
 from tests.functions.test_http_functions import (

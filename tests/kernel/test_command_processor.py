@@ -12,9 +12,10 @@ import pytest
 from domain.errors import InvalidTransition
 from domain.orders import AddItemToCart, CancelOrder, CreateOrder, OrderStatus, order_decider
 from eventstore.commands import CommandContext, CommandProcessor
+from eventstore.commit import Commit
 from eventstore.embedded.sqlite_store import EmbeddedDatabase
 from eventstore.errors import ConcurrencyError, TransientError
-from eventstore.ports import Commit, EventStore
+from eventstore.ports import EventStore
 
 
 def ctx() -> CommandContext:

@@ -7,14 +7,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from domain.views import apply_order_event
 
 from contracts.mapping import outbound
 from contracts.messages import OrderPaidV1
 from domain.orders import order_decider
-from domain.views import apply_order_event
+from eventstore.commit import Commit, EventRecord
 from eventstore.embedded.sqlite_store import EmbeddedDatabase
 from eventstore.errors import TransientError
-from eventstore.ports import Commit, EventRecord, OutboundMessage
+from eventstore.ports import OutboundMessage
 from eventstore.projection import (
     PROJECTOR_FIELD,
     Projector,

@@ -1,24 +1,16 @@
-"""Orders' client for the Payments HTTP API (the checkout call of DESIGN §6)."""
+"""Orders' client for the Payments HTTP API: the ``PaymentsGateway`` of checkout."""
 
 from __future__ import annotations
 
 import httpx
 
+from app.ports import PaymentRefused, PaymentsMisconfigured
+from contracts.headers import CAUSATION_HEADER, CORRELATION_HEADER
 from eventstore.commands import CommandContext
 from eventstore.errors import TransientError
-from functions.http import CAUSATION_HEADER, CORRELATION_HEADER
 
 
-class PaymentRejectedError(Exception):
-    """Payments refused the payment (409: the id exists with different data)."""
-
-
-class PaymentsApiError(Exception):
-    """Payments answered in a way that means this service is misconfigured or out of step with
-    it (wrong key, base URL or contract): not the client's fault, and not a state conflict."""
-
-
-class PaymentsApi:
+class HttpPaymentsGateway:
     def __init__(self, base_url: str, api_key: str = "", timeout: float = 10.0) -> None:
         headers = {"x-functions-key": api_key} if api_key else {}
         # One pooled client per process: connection reuse matters on the checkout path.
@@ -41,11 +33,11 @@ class PaymentsApi:
             return
         if response.status_code >= 500 or response.status_code == 429:
             raise TransientError(f"Payments API answered {response.status_code}")
-        detail = f"Payments API answered {response.status_code} for payment {payment_id}: " \
-            f"{response.text[:500]}"
+        detail = (f"Payments API answered {response.status_code} for payment {payment_id}: "
+                  f"{response.text[:500]}")
         if response.status_code == 409:
-            raise PaymentRejectedError(detail)
-        raise PaymentsApiError(detail)
+            raise PaymentRefused(detail)
+        raise PaymentsMisconfigured(detail)
 
     def close(self) -> None:
         self._client.close()

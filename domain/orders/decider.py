@@ -1,4 +1,4 @@
-"""The Order aggregate (stream ``order-{orderId}``): cart, checkout and the payment outcome.
+"""The Order aggregate's decider: commands, events, state, ``decide`` and ``evolve``.
 
 States: Created -> PreparedToPay -> Paid; Created -> Cancelled; a failed payment takes the order
 from PreparedToPay back to Created with its cart kept, so checkout can be retried.
@@ -7,13 +7,12 @@ from PreparedToPay back to Created with its cart kept, so checkout can be retrie
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from enum import StrEnum
-from typing import Any, Never
+from typing import Never
 
-from .decider import Decider, EncodedEvent, decode_event
-from .errors import (
+from domain.decider import Decider
+from domain.errors import (
     AlreadyExists,
     CartChanged,
     CartItemNotFound,
@@ -23,13 +22,9 @@ from .errors import (
     require_id,
     require_int,
     require_text,
-    stored_int,
-    stored_str,
 )
-from .money import MAX_AMOUNT, validate_currency
+from domain.money import MAX_AMOUNT, validate_currency
 
-STREAM_TYPE = "order"
-SCHEMA_VERSION = 1
 MAX_QUANTITY = 1000
 MAX_UNIT_PRICE = 100_000_000  # minor units
 
@@ -451,86 +446,6 @@ def evolve(state: OrderState, event: OrderEvent) -> OrderState:
             _unexpected("event", event)
 
 
-# Codec ------------------------------------------------------------------------------------------
-# Written out field by field rather than derived from the dataclasses: the stored format must not
-# change when a Python attribute is renamed.
-
-
-def encode(event: OrderEvent) -> EncodedEvent:
-    return EncodedEvent(type=type(event).__name__, schema_version=SCHEMA_VERSION, data=_data(event))
-
-
-def _data(event: OrderEvent) -> dict[str, Any]:
-    match event:
-        case OrderCreated():
-            return {
-                "orderId": event.order_id,
-                "customerId": event.customer_id,
-                "currency": event.currency,
-            }
-        case ItemAddedToCart():
-            return {
-                "cartItemId": event.cart_item_id,
-                "productId": event.product_id,
-                "quantity": event.quantity,
-                "unitPrice": event.unit_price,
-            }
-        case ItemDeletedFromCart():
-            return {"cartItemId": event.cart_item_id}
-        case OrderPreparedToPay():
-            return {
-                "paymentId": event.payment_id,
-                "amount": event.amount,
-                "currency": event.currency,
-            }
-        case OrderPaid():
-            return {"paymentId": event.payment_id}
-        case OrderPaymentFailed():
-            return {"paymentId": event.payment_id, "reason": event.reason}
-        case OrderCancelled():
-            return {"reason": event.reason}
-        case _:
-            _unexpected("event", event)
-
-
-_DECODERS: dict[str, Callable[[Mapping[str, Any]], OrderEvent]] = {
-    "OrderCreated": lambda d: OrderCreated(
-        order_id=stored_str(d, "orderId"),
-        customer_id=stored_str(d, "customerId"),
-        currency=stored_str(d, "currency"),
-    ),
-    "ItemAddedToCart": lambda d: ItemAddedToCart(
-        cart_item_id=stored_str(d, "cartItemId"),
-        product_id=stored_str(d, "productId"),
-        quantity=stored_int(d, "quantity"),
-        unit_price=stored_int(d, "unitPrice"),
-    ),
-    "ItemDeletedFromCart": lambda d: ItemDeletedFromCart(cart_item_id=stored_str(d, "cartItemId")),
-    "OrderPreparedToPay": lambda d: OrderPreparedToPay(
-        payment_id=stored_str(d, "paymentId"),
-        amount=stored_int(d, "amount"),
-        currency=stored_str(d, "currency"),
-    ),
-    "OrderPaid": lambda d: OrderPaid(payment_id=stored_str(d, "paymentId")),
-    "OrderPaymentFailed": lambda d: OrderPaymentFailed(
-        payment_id=stored_str(d, "paymentId"), reason=stored_str(d, "reason")
-    ),
-    "OrderCancelled": lambda d: OrderCancelled(reason=stored_str(d, "reason")),
-}
-
-ORDER_EVENT_TYPES = frozenset(_DECODERS)
-
-
-def decode(event_type: str, schema_version: int, data: Mapping[str, Any]) -> OrderEvent:
-    """Rebuild a stored event; ValueError for an unknown type or schema version or bad data."""
-    return decode_event(_DECODERS, "order", SCHEMA_VERSION, event_type, schema_version, data)
-
-
 order_decider: Decider[OrderCommand, OrderEvent, OrderState] = Decider(
-    stream_type=STREAM_TYPE,
-    initial_state=INITIAL_ORDER,
-    decide=decide,
-    evolve=evolve,
-    encode=encode,
-    decode=decode,
+    initial_state=INITIAL_ORDER, decide=decide, evolve=evolve
 )

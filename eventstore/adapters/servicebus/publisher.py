@@ -15,68 +15,21 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from azure.core.exceptions import ServiceRequestError, ServiceResponseError
 from azure.servicebus import (
     ServiceBusClient,
     ServiceBusMessage,
     ServiceBusMessageBatch,
     ServiceBusSender,
-    parse_connection_string,
 )
-from azure.servicebus.exceptions import (
-    MessageSizeExceededError,
-    OperationTimeoutError,
-    ServiceBusCommunicationError,
-    ServiceBusConnectionError,
-    ServiceBusError,
-    ServiceBusQuotaExceededError,
-    ServiceBusServerBusyError,
-)
+from azure.servicebus.exceptions import MessageSizeExceededError
 
-from eventstore.errors import TransientError, UndeliverableMessageError
+from eventstore.adapters.servicebus.connection import ServiceBusConnection
+from eventstore.adapters.servicebus.errors import MessageTooLargeError, is_transient
+from eventstore.errors import TransientError
 from eventstore.ports import OutboundMessage
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
-
-CONNECTION_STRING_SETTING = "SERVICEBUS"
-NAMESPACE_SETTING = "SERVICEBUS__fullyQualifiedNamespace"
-CLIENT_ID_SETTINGS = ("SERVICEBUS__clientId", "AZURE_CLIENT_ID")
-
-# Errors worth retrying later whatever the SDK's own flag says. The SDK marks a full entity
-# (quota exceeded) as non-retryable because an immediate retry will not help, but it drains as
-# consumers catch up, so the host's delayed retry is right and the event is not poison.
-_TRANSIENT_TYPES: tuple[type[BaseException], ...] = (
-    ServiceBusConnectionError,
-    ServiceBusCommunicationError,
-    ServiceBusServerBusyError,
-    OperationTimeoutError,
-    ServiceBusQuotaExceededError,
-    ServiceRequestError,  # azure-core: token or network request failed before reaching the service
-    ServiceResponseError,
-)
-
-
-class MessageTooLargeError(UndeliverableMessageError):
-    """One message does not fit in an empty batch: retrying can never succeed."""
-
-    def __init__(self, message: OutboundMessage, limit: int) -> None:
-        super().__init__(
-            f"message {message.message_id!r} ({message.subject}) for {message.destination!r}"
-            f" does not fit in an empty Service Bus batch of {limit} bytes",
-            message,
-        )
-
-
-def is_transient(exc: BaseException) -> bool:
-    if isinstance(exc, MessageSizeExceededError):
-        return False
-    if isinstance(exc, _TRANSIENT_TYPES):
-        return True
-    # The SDK records its own verdict per error (from the AMQP condition) in ``_retryable``;
-    # there is no public accessor, so read it defensively.
-    return isinstance(exc, ServiceBusError) and bool(getattr(exc, "_retryable", False))
-
 
 @dataclass
 class _CachedSender:
@@ -115,40 +68,16 @@ class ServiceBusPublisher:
         self._closed = False
 
     @classmethod
-    def from_settings(cls, settings: Mapping[str, str], **options: Any) -> ServiceBusPublisher:
-        """From app settings: ``SERVICEBUS`` (a connection string, including the emulator's
-        ``...;UseDevelopmentEmulator=true`` form) or ``SERVICEBUS__fullyQualifiedNamespace``
-        (managed identity through DefaultAzureCredential; ``SERVICEBUS__clientId`` or
-        ``AZURE_CLIENT_ID`` select a user-assigned identity)."""
-        connection_string = settings.get(CONNECTION_STRING_SETTING, "").strip()
-        namespace = settings.get(NAMESPACE_SETTING, "").strip()
-        if connection_string:
-            # Fail at start-up on a malformed string, not on the first event (where a
-            # non-transient error would park the event as poison).
-            parse_connection_string(connection_string)
-            return cls(connection_string=connection_string, **options)
-        if namespace:
-            from azure.identity import DefaultAzureCredential
-
-            client_id = next(
-                (settings[k].strip() for k in CLIENT_ID_SETTINGS if settings.get(k, "").strip()),
-                None,
-            )
-            credential = (
-                DefaultAzureCredential(managed_identity_client_id=client_id)
-                if client_id
-                else DefaultAzureCredential()
-            )
-            return cls(
-                fully_qualified_namespace=namespace,
-                credential=credential,
-                owns_credential=True,
-                **options,
-            )
-        raise ValueError(
-            f"Service Bus is not configured: set {CONNECTION_STRING_SETTING} (a connection string)"
-            f" or {NAMESPACE_SETTING} (to use a managed identity)"
-        )
+    def from_settings(
+        cls, settings: Mapping[str, str] | ServiceBusConnection, **options: Any
+    ) -> ServiceBusPublisher:
+        """From app settings (see ``ServiceBusConnection``); ``options`` go to the client."""
+        connection = (settings if isinstance(settings, ServiceBusConnection)
+                      else ServiceBusConnection.from_settings(settings))
+        if connection.connection_string is not None:
+            return cls(connection_string=connection.connection_string, **options)
+        return cls(fully_qualified_namespace=connection.fully_qualified_namespace,
+                   credential=connection.credential(), owns_credential=True, **options)
 
     def publish(self, messages: Sequence[OutboundMessage]) -> None:
         by_destination: dict[str, list[OutboundMessage]] = {}

@@ -1,6 +1,6 @@
 """Embedded event store, views and dead letters on one SQLite file per service database.
 
-Same semantics as the Cosmos DB adapters (DESIGN.md §4-§5):
+Same semantics as the Cosmos DB adapters:
 
 - ``commits`` holds one row per commit, the commit document as JSON, with
   UNIQUE (stream_id, first_version): the equivalent of the Cosmos id
@@ -26,9 +26,10 @@ import time
 import uuid
 from pathlib import Path
 
-from eventstore.embedded.sqlite_connection import ConnectionPool, raise_translated
+from eventstore.commit import Commit, JsonDict
+from eventstore.embedded.sqlite import SqliteFile
 from eventstore.errors import ConcurrencyError
-from eventstore.ports import Commit, DeadLetter, FeedPage, JsonDict, StoredView
+from eventstore.ports import DeadLetter, FeedPage, StoredView
 
 SCHEMA_VERSION = 1
 
@@ -117,8 +118,8 @@ class SqliteEventStore:
     """``EventStore``, ``ChangeFeed`` and ``CheckpointStore`` on the ``commits`` and
     ``checkpoints`` tables, plus ``wait_for_commits`` for low-latency feed pumping."""
 
-    def __init__(self, pool: ConnectionPool) -> None:
-        self._pool = pool
+    def __init__(self, file: SqliteFile) -> None:
+        self._file = file
         # Wake-up for wait_for_commits: appends in this process bump the generation and notify.
         self._appended = threading.Condition(threading.Lock())
         self._generation = 0
@@ -127,10 +128,10 @@ class SqliteEventStore:
     # -- EventStore ---------------------------------------------------------------------------
 
     def append(self, commit: Commit) -> None:
-        conn = self._pool.get()
         row = (commit.stream_id, commit.first_version, commit.version, _dumps(commit.to_document()))
         try:
-            cursor = conn.execute(_INSERT_COMMIT, row)
+            with self._file.write() as conn:
+                cursor = conn.execute(_INSERT_COMMIT, row)
         except sqlite3.IntegrityError as exc:
             if getattr(exc, "sqlite_errorname", "SQLITE_CONSTRAINT_UNIQUE") != (
                 "SQLITE_CONSTRAINT_UNIQUE"
@@ -140,8 +141,6 @@ class SqliteEventStore:
                 f"commit {commit.id} already exists: stream {commit.stream_id!r} moved past "
                 f"version {commit.first_version - 1}"
             ) from exc
-        except sqlite3.Error as exc:
-            raise_translated(exc)
         seq = cursor.lastrowid or 0
         with self._appended:
             self._head = max(self._head, seq)
@@ -149,10 +148,8 @@ class SqliteEventStore:
             self._appended.notify_all()
 
     def read_stream(self, stream_id: str, after_version: int = 0) -> list[Commit]:
-        try:
-            rows = self._pool.get().execute(_SELECT_STREAM, (stream_id, after_version)).fetchall()
-        except sqlite3.Error as exc:
-            raise_translated(exc)
+        with self._file.translated():
+            rows = self._file.read().execute(_SELECT_STREAM, (stream_id, after_version)).fetchall()
         return [Commit.from_document(json.loads(document)) for (document,) in rows]
 
     # -- ChangeFeed ---------------------------------------------------------------------------
@@ -161,10 +158,8 @@ class SqliteEventStore:
         if max_items < 1:
             raise ValueError(f"max_items must be >= 1, got {max_items}")
         after = _parse_checkpoint(checkpoint)
-        try:
-            rows = self._pool.get().execute(_SELECT_FEED, (after, max_items)).fetchall()
-        except sqlite3.Error as exc:
-            raise_translated(exc)
+        with self._file.translated():
+            rows = self._file.read().execute(_SELECT_FEED, (after, max_items)).fetchall()
         if not rows:
             return FeedPage(commits=[], checkpoint=checkpoint)
         commits = [Commit.from_document(json.loads(document)) for _, document in rows]
@@ -198,10 +193,8 @@ class SqliteEventStore:
                     self._appended.wait(min(remaining, POLL_INTERVAL))
 
     def _read_head(self) -> int:
-        try:
-            (head,) = self._pool.get().execute(_SELECT_HEAD).fetchone()
-        except sqlite3.Error as exc:
-            raise_translated(exc)
+        with self._file.translated():
+            (head,) = self._file.read().execute(_SELECT_HEAD).fetchone()
         head = int(head or 0)
         with self._appended:
             self._head = max(self._head, head)
@@ -210,31 +203,25 @@ class SqliteEventStore:
     # -- CheckpointStore ----------------------------------------------------------------------
 
     def load_checkpoint(self, consumer: str) -> str | None:
-        try:
-            row = self._pool.get().execute(_SELECT_CHECKPOINT, (consumer,)).fetchone()
-        except sqlite3.Error as exc:
-            raise_translated(exc)
+        with self._file.translated():
+            row = self._file.read().execute(_SELECT_CHECKPOINT, (consumer,)).fetchone()
         return None if row is None else str(row[0])
 
     def save_checkpoint(self, consumer: str, checkpoint: str) -> None:
         _parse_checkpoint(checkpoint)
-        try:
-            self._pool.get().execute(_UPSERT_CHECKPOINT, (consumer, checkpoint))
-        except sqlite3.Error as exc:
-            raise_translated(exc)
+        with self._file.write() as conn:
+            conn.execute(_UPSERT_CHECKPOINT, (consumer, checkpoint))
 
 
 class SqliteViewStore:
     """``ViewStore`` on the ``views`` table; every write gets a new random ETag."""
 
-    def __init__(self, pool: ConnectionPool) -> None:
-        self._pool = pool
+    def __init__(self, file: SqliteFile) -> None:
+        self._file = file
 
     def get(self, view_id: str) -> StoredView | None:
-        try:
-            row = self._pool.get().execute(_SELECT_VIEW, (view_id,)).fetchone()
-        except sqlite3.Error as exc:
-            raise_translated(exc)
+        with self._file.translated():
+            row = self._file.read().execute(_SELECT_VIEW, (view_id,)).fetchone()
         if row is None:
             return None
         document, etag = row
@@ -242,29 +229,27 @@ class SqliteViewStore:
 
     def put(self, view_id: str, document: JsonDict, etag: str | None) -> str:
         new_etag = uuid.uuid4().hex
-        conn = self._pool.get()
+        body = _dumps(document)
         try:
-            if etag is None:
-                try:
-                    conn.execute(_INSERT_VIEW, (view_id, _dumps(document), new_etag))
-                except sqlite3.IntegrityError as exc:
-                    raise ConcurrencyError(f"view {view_id!r} already exists") from exc
-            else:
-                cursor = conn.execute(_REPLACE_VIEW, (_dumps(document), new_etag, view_id, etag))
-                if cursor.rowcount != 1:
-                    raise ConcurrencyError(
-                        f"view {view_id!r} does not exist or its ETag is no longer {etag!r}"
-                    )
-        except sqlite3.Error as exc:
-            raise_translated(exc)
+            with self._file.write() as conn:
+                if etag is None:
+                    conn.execute(_INSERT_VIEW, (view_id, body, new_etag))
+                    return new_etag
+                changed = conn.execute(_REPLACE_VIEW, (body, new_etag, view_id, etag)).rowcount
+        except sqlite3.IntegrityError as exc:
+            raise ConcurrencyError(f"view {view_id!r} already exists") from exc
+        if changed != 1:
+            raise ConcurrencyError(
+                f"view {view_id!r} does not exist or its ETag is no longer {etag!r}"
+            )
         return new_etag
 
 
 class SqliteDeadLetterStore:
     """``DeadLetterStore`` on the ``dead_letters`` table; parking is an upsert by id."""
 
-    def __init__(self, pool: ConnectionPool) -> None:
-        self._pool = pool
+    def __init__(self, file: SqliteFile) -> None:
+        self._file = file
 
     def park(self, letter: DeadLetter) -> None:
         row = (
@@ -277,17 +262,13 @@ class SqliteDeadLetterStore:
             _dumps(letter.payload),
             letter.parked_at,
         )
-        try:
-            self._pool.get().execute(_UPSERT_LETTER, row)
-        except sqlite3.Error as exc:
-            raise_translated(exc)
+        with self._file.write() as conn:
+            conn.execute(_UPSERT_LETTER, row)
 
     def list_letters(self, limit: int = 100) -> list[DeadLetter]:
         """The oldest ``limit`` letters, by parked_at then id."""
-        try:
-            rows = self._pool.get().execute(_SELECT_LETTERS, (limit,)).fetchall()
-        except sqlite3.Error as exc:
-            raise_translated(exc)
+        with self._file.translated():
+            rows = self._file.read().execute(_SELECT_LETTERS, (limit,)).fetchall()
         return [
             DeadLetter(
                 id=str(id_),
@@ -303,26 +284,21 @@ class SqliteDeadLetterStore:
         ]
 
 
-def _create_schema(conn: sqlite3.Connection) -> None:
-    (version,) = conn.execute("PRAGMA user_version").fetchone()
+def _create_schema(file: SqliteFile) -> None:
+    with file.translated():
+        (version,) = file.read().execute("PRAGMA user_version").fetchone()
     if version == SCHEMA_VERSION:
         return
     if version > SCHEMA_VERSION:
         raise RuntimeError(f"embedded database schema {version} is newer than {SCHEMA_VERSION}")
-    # IMMEDIATE takes the write lock up front, so two processes creating the same file at once
-    # serialize on the busy timeout instead of failing half-way.
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    # The write transaction takes the lock up front, so two processes creating the same file
+    # at once serialize on the busy timeout instead of failing half-way.
+    with file.write() as conn:
         # One statement at a time: executescript() would COMMIT our transaction first.
         for statement in _SCHEMA.split(";"):
             if statement.strip():
                 conn.execute(statement)
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
 
 
 class EmbeddedDatabase:
@@ -335,29 +311,26 @@ class EmbeddedDatabase:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path.resolve()
-        self._pool = ConnectionPool(self.path)
+        self._file = SqliteFile(self.path)
         try:
-            _create_schema(self._pool.get())
-        except sqlite3.Error as exc:
-            self._pool.close()
-            raise_translated(exc)
+            _create_schema(self._file)
         except BaseException:
-            self._pool.close()
+            self._file.close()
             raise
-        self.events = SqliteEventStore(self._pool)
-        self.views = SqliteViewStore(self._pool)
-        self.dead_letters = SqliteDeadLetterStore(self._pool)
+        self.events = SqliteEventStore(self._file)
+        self.views = SqliteViewStore(self._file)
+        self.dead_letters = SqliteDeadLetterStore(self._file)
 
     @property
     def closed(self) -> bool:
-        return self._pool.closed
+        return self._file.closed
 
     def close(self) -> None:
         """Close every connection; a shared instance is also dropped from the process cache."""
         with _cache_lock:
             if _cache.get(self.path) is self:
                 del _cache[self.path]
-        self._pool.close()
+        self._file.close()
 
     def __enter__(self) -> EmbeddedDatabase:
         return self

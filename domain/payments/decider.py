@@ -1,4 +1,4 @@
-"""The Payment aggregate (stream ``payment-{paymentId}``) and the simulated acquirer's decision.
+"""The Payment aggregate's decider, and the simulated acquirer's decision.
 
 States: Created -> Started (the customer authorized) -> Completed | Failed (the acquirer said).
 """
@@ -6,26 +6,20 @@ States: Created -> Started (the customer authorized) -> Completed | Failed (the 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from enum import StrEnum
-from typing import Any, Never
+from typing import Never
 
-from .decider import Decider, EncodedEvent, decode_event
-from .errors import (
+from domain.decider import Decider
+from domain.errors import (
     AlreadyExists,
     InvalidTransition,
     StreamNotFound,
     require_id,
     require_int,
     require_text,
-    stored_int,
-    stored_str,
 )
-from .money import MAX_AMOUNT, validate_currency
-
-STREAM_TYPE = "payment"
-SCHEMA_VERSION = 1
+from domain.money import MAX_AMOUNT, validate_currency
 
 
 class PaymentStatus(StrEnum):
@@ -259,60 +253,6 @@ def evolve(state: PaymentState, event: PaymentEvent) -> PaymentState:
             _unexpected("event", event)
 
 
-# Codec ------------------------------------------------------------------------------------------
-# Written out field by field: the stored format must not follow Python attribute renames.
-
-
-def encode(event: PaymentEvent) -> EncodedEvent:
-    return EncodedEvent(type=type(event).__name__, schema_version=SCHEMA_VERSION, data=_data(event))
-
-
-def _data(event: PaymentEvent) -> dict[str, Any]:
-    match event:
-        case PaymentCreated():
-            return {
-                "paymentId": event.payment_id,
-                "referenceId": event.reference_id,
-                "amount": event.amount,
-                "currency": event.currency,
-            }
-        case PaymentStarted():
-            return {}
-        case PaymentCompleted():
-            return {"authorizationCode": event.authorization_code}
-        case PaymentFailed():
-            return {"reason": event.reason}
-        case _:
-            _unexpected("event", event)
-
-
-_DECODERS: dict[str, Callable[[Mapping[str, Any]], PaymentEvent]] = {
-    "PaymentCreated": lambda d: PaymentCreated(
-        payment_id=stored_str(d, "paymentId"),
-        reference_id=stored_str(d, "referenceId"),
-        amount=stored_int(d, "amount"),
-        currency=stored_str(d, "currency"),
-    ),
-    "PaymentStarted": lambda d: PaymentStarted(),
-    "PaymentCompleted": lambda d: PaymentCompleted(
-        authorization_code=stored_str(d, "authorizationCode")
-    ),
-    "PaymentFailed": lambda d: PaymentFailed(reason=stored_str(d, "reason")),
-}
-
-PAYMENT_EVENT_TYPES = frozenset(_DECODERS)
-
-
-def decode(event_type: str, schema_version: int, data: Mapping[str, Any]) -> PaymentEvent:
-    """Rebuild a stored event; ValueError for an unknown type or schema version or bad data."""
-    return decode_event(_DECODERS, "payment", SCHEMA_VERSION, event_type, schema_version, data)
-
-
 payment_decider: Decider[PaymentCommand, PaymentEvent, PaymentState] = Decider(
-    stream_type=STREAM_TYPE,
-    initial_state=INITIAL_PAYMENT,
-    decide=decide,
-    evolve=evolve,
-    encode=encode,
-    decode=decode,
+    initial_state=INITIAL_PAYMENT, decide=decide, evolve=evolve
 )

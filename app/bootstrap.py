@@ -1,0 +1,254 @@
+"""The composition root: settings in, every adapter, processor, projector and publisher out,
+built once per process. Nothing else reads settings or the environment.
+
+``bootstrap(settings)`` wires the backend the settings name (``BACKEND=azure``: Cosmos DB and
+Service Bus, as under ``func start`` and in Azure; ``BACKEND=embedded``: SQLite and the embedded
+bus, set by the local host). Tests pass their own backend or fakes instead, as in cosmicpython's
+``bootstrap``. Each backend module is imported only when chosen, so the Azure path never imports
+the embedded backends (which the deployment package does not ship), and building ``Services``
+does no I/O: clients connect on first use.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+from app.adapters.acquirer import SimulatedAcquirer
+from app.adapters.payments_http import HttpPaymentsGateway
+from app.integration import IntegrationEvents
+from app.orders import ORDERS_PROJECTOR, ORDERS_PUBLISHER, OrdersService
+from app.payments import PAYMENTS_PROJECTOR, PAYMENTS_PUBLISHER, PaymentsService
+from app.ports import Acquirer, PaymentsGateway
+from app.settings import ServiceName, Settings
+from contracts.mapping import order_publications, payment_publications
+from contracts.messages import Channel
+from domain import orders, payments
+from eventstore.commands import CommandProcessor
+from eventstore.ports import CostMeter, DeadLetterStore, FeedStore, MessagePublisher, ViewStore
+from eventstore.projection import Projector, ViewDefinition
+from eventstore.publishing import Publisher
+from eventstore.reads import ViewReader
+
+if TYPE_CHECKING:
+    from eventstore.embedded.bus import EmbeddedBus
+
+
+
+@dataclass(frozen=True)
+class ServiceStores:
+    """The stores of one service database."""
+
+    events: FeedStore
+    views: ViewStore
+    dead_letters: DeadLetterStore
+    meter: CostMeter | None = None
+
+
+class Backend(Protocol):
+    """Where the services keep their events and send their messages."""
+
+    def stores(self, database: str) -> ServiceStores: ...
+
+    def publisher(self) -> MessagePublisher: ...
+
+    def close(self) -> None: ...
+
+
+class AzureBackend:
+    """Cosmos DB (one database per service) and Service Bus, over clients shared per process."""
+
+    def __init__(self, settings: Settings) -> None:
+        if settings.cosmos is None or settings.servicebus is None:
+            raise ValueError("the Azure backend needs the COSMOS and SERVICEBUS connections")
+        self._settings = settings
+        self._cosmos = settings.cosmos
+        self._servicebus = settings.servicebus
+        self._publisher: MessagePublisher | None = None
+        self._lock = threading.Lock()
+
+    def stores(self, database: str) -> ServiceStores:
+        from eventstore.adapters.cosmos import open_cosmos_database
+
+        names = self._settings.containers
+        cosmos = open_cosmos_database(
+            database=database, events_container=names.events, views_container=names.views,
+            deadletters_container=names.deadletters, leases_container=names.leases,
+            settings=self._cosmos)
+        return ServiceStores(cosmos.events, cosmos.views, cosmos.dead_letters, cosmos.meter)
+
+    def publisher(self) -> MessagePublisher:
+        from eventstore.adapters.servicebus import ServiceBusPublisher
+
+        with self._lock:
+            if self._publisher is None:
+                self._publisher = ServiceBusPublisher.from_settings(self._servicebus)
+            return self._publisher
+
+    def close(self) -> None:
+        from eventstore.adapters.cosmos import close_cached_clients
+
+        with self._lock:
+            publisher, self._publisher = self._publisher, None
+        if publisher is not None:
+            publisher.close()
+        close_cached_clients()
+
+
+class EmbeddedBackend:
+    """SQLite files (one per service database) and the embedded bus under EMBEDDED_DATA_DIR,
+    with the same bus entities Bicep creates in Azure."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._data_dir = settings.host.embedded_data_dir
+        self._bus: EmbeddedBus | None = None
+        self._closers: list[Callable[[], None]] = []
+        self._lock = threading.Lock()
+
+    def stores(self, database: str) -> ServiceStores:
+        from eventstore.embedded.store import open_embedded_database
+
+        db = open_embedded_database(self._data_dir / f"{database}.db")
+        with self._lock:
+            self._closers.append(db.close)
+        return ServiceStores(db.events, db.views, db.dead_letters)
+
+    @property
+    def bus(self) -> EmbeddedBus:
+        from eventstore.embedded.bus import open_embedded_bus
+
+        with self._lock:
+            if self._bus is None:
+                orders_settings, payments_settings = self._settings.orders, self._settings.payments
+                bus = open_embedded_bus(self._data_dir / "bus.db")
+                bus.declare_topic(orders_settings.orders_topic)
+                bus.declare_topic(payments_settings.payments_topic)
+                bus.declare_subscription(orders_settings.payments_topic,
+                                         orders_settings.payments_subscription)
+                bus.declare_queue(payments_settings.authorizations_queue)
+                self._bus = bus
+                self._closers.append(bus.close)
+            return self._bus
+
+    def publisher(self) -> MessagePublisher:
+        from eventstore.embedded.bus import EmbeddedBusPublisher
+
+        return EmbeddedBusPublisher(self.bus)
+
+    def close(self) -> None:
+        with self._lock:
+            closers, self._closers = self._closers, []
+            self._bus = None
+        for close in reversed(closers):
+            close()
+
+
+ORDER_VIEW = ViewDefinition(orders.ORDER_STREAM, orders.order_codec, orders.apply_order_event)
+PAYMENT_VIEW = ViewDefinition(payments.PAYMENT_STREAM, payments.payment_codec,
+                              payments.apply_payment_event)
+
+
+class Services:
+    """Everything one process runs, built on first use and kept (thread-safe)."""
+
+    def __init__(self, settings: Settings, backend: Backend, *,
+                 payments_gateway: PaymentsGateway | None = None,
+                 acquirer: Acquirer | None = None) -> None:
+        self.settings = settings
+        self.backend = backend
+        self._payments_gateway = payments_gateway
+        self._acquirer = acquirer
+        self._lock = threading.RLock()
+        self._stores: dict[str, ServiceStores] = {}
+        self._orders: OrdersService | None = None
+        self._payments: PaymentsService | None = None
+
+    def stores(self, service: ServiceName) -> ServiceStores:
+        return self.stores_of_database(self.settings.database(service))
+
+    def stores_of_database(self, database: str) -> ServiceStores:
+        """The stores of the database a change-feed trigger names (``databaseName``)."""
+        with self._lock:
+            if database not in self._stores:
+                self._stores[database] = self.backend.stores(database)
+            return self._stores[database]
+
+    @property
+    def orders(self) -> OrdersService:
+        with self._lock:
+            if self._orders is None:
+                self._orders = self._build_orders()
+            return self._orders
+
+    @property
+    def payments(self) -> PaymentsService:
+        with self._lock:
+            if self._payments is None:
+                self._payments = self._build_payments()
+            return self._payments
+
+    def close(self) -> None:
+        with self._lock:
+            gateway = self._payments_gateway if self._orders is not None else None
+            self._orders = self._payments = None
+            self._stores.clear()
+        if gateway is not None:
+            gateway.close()
+        self.backend.close()
+
+    def _build_orders(self) -> OrdersService:
+        stores = self.stores("orders")
+        config = self.settings.orders
+        processor = CommandProcessor(stores.events, orders.ORDER_STREAM, orders.order_decider,
+                                     orders.order_codec, meter=stores.meter)
+        if self._payments_gateway is None:
+            self._payments_gateway = HttpPaymentsGateway(config.payments_api_base_url,
+                                                         config.payments_api_key)
+        mapper = IntegrationEvents(order_publications, orders.order_codec, stores.events,
+                                   {Channel.ORDERS_TOPIC: config.orders_topic})
+        return OrdersService(
+            processor, stores.events, stores.dead_letters,
+            ViewReader(ORDER_VIEW, stores.views, stores.events, processor.cached_version,
+                       "order"),
+            Projector(ORDER_VIEW, stores.views, stores.dead_letters, ORDERS_PROJECTOR),
+            Publisher(mapper, self.backend.publisher(), stores.dead_letters, ORDERS_PUBLISHER),
+            self._payments_gateway,
+        )
+
+    def _build_payments(self) -> PaymentsService:
+        stores = self.stores("payments")
+        config = self.settings.payments
+        processor = CommandProcessor(stores.events, payments.PAYMENT_STREAM,
+                                     payments.payment_decider, payments.payment_codec,
+                                     meter=stores.meter)
+        mapper = IntegrationEvents(payment_publications, payments.payment_codec, stores.events,
+                                   {Channel.PAYMENTS_TOPIC: config.payments_topic,
+                                    Channel.AUTHORIZATIONS_QUEUE: config.authorizations_queue})
+        acquirer = self._acquirer or SimulatedAcquirer(config.acquirer_delay_ms,
+                                                       config.decline_above)
+        return PaymentsService(
+            processor, stores.events, stores.dead_letters,
+            ViewReader(PAYMENT_VIEW, stores.views, stores.events, processor.cached_version,
+                       "payment"),
+            Projector(PAYMENT_VIEW, stores.views, stores.dead_letters, PAYMENTS_PROJECTOR),
+            Publisher(mapper, self.backend.publisher(), stores.dead_letters, PAYMENTS_PUBLISHER),
+            acquirer,
+        )
+
+
+def bootstrap(settings: Settings, *, backend: Backend | None = None,
+              payments_gateway: PaymentsGateway | None = None,
+              acquirer: Acquirer | None = None) -> Services:
+    if backend is None:
+        backend = AzureBackend(settings) if settings.backend == "azure" else \
+            EmbeddedBackend(settings)
+    return Services(settings, backend, payments_gateway=payments_gateway, acquirer=acquirer)
+
+
+def settings_from_environment() -> Settings:
+    """The app settings of this process (as the Functions host exports them)."""
+    return Settings.from_environ(os.environ)

@@ -1,0 +1,141 @@
+"""The Orders service's use cases: one method per command or handler.
+
+Triggers (``functions/orders.py``) parse their input, call one of these, and shape the answer;
+every decision is made here or in the domain.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from app.ports import PaymentsGateway
+from contracts.messages import IntegrationMessage, PaymentCompletedV1, PaymentFailedV1
+from domain import orders as domain
+from eventstore.commands import CommandContext, CommandProcessor
+from eventstore.commit import JsonDict
+from eventstore.poison import parse_commits
+from eventstore.ports import DeadLetterStore, EventStore
+from eventstore.projection import Projector
+from eventstore.publishing import Publisher
+from eventstore.reads import ViewRead, ViewReader, stream_events
+
+log = logging.getLogger(__name__)
+
+# Lease prefixes of the change-feed functions, and the consumer names their dead letters carry.
+# Bumping a prefix replays the feed from the beginning (a projection rebuild).
+ORDERS_PROJECTOR = "orders-projector-v1"
+ORDERS_PUBLISHER = "orders-publisher-v1"
+
+OrderProcessor = CommandProcessor[domain.OrderCommand, domain.OrderEvent, domain.OrderState]
+
+
+@dataclass(frozen=True)
+class Created:
+    order_id: str
+    version: int
+
+
+@dataclass(frozen=True)
+class ItemAdded:
+    cart_item_id: str
+    version: int
+
+
+@dataclass(frozen=True)
+class CheckedOut:
+    payment_id: str
+    amount: int
+    currency: str
+    version: int
+
+
+class OrdersService:
+    def __init__(self, processor: OrderProcessor, events: EventStore, dead_letters: DeadLetterStore,
+                 reader: ViewReader[domain.OrderEvent], projector: Projector[domain.OrderEvent],
+                 publisher: Publisher, payments: PaymentsGateway) -> None:
+        self._orders = processor
+        self._events = events
+        self._dead_letters = dead_letters
+        self._reader = reader
+        self._projector = projector
+        self._publisher = publisher
+        self._payments = payments
+
+    # -- commands -------------------------------------------------------------------------------
+
+    def create_order(self, customer_id: str, currency: str, context: CommandContext) -> Created:
+        order_id = str(uuid.uuid4())
+        result = self._orders.execute(order_id, domain.CreateOrder(order_id, customer_id,
+                                                                    currency), context)
+        return Created(order_id, result.version)
+
+    def add_item(self, order_id: str, product_id: str, quantity: int, unit_price: int,
+                 context: CommandContext) -> ItemAdded:
+        result = self._orders.execute(
+            order_id, domain.AddItemToCart(product_id, quantity, unit_price), context)
+        added = next(e for e in result.events if isinstance(e, domain.ItemAddedToCart))
+        return ItemAdded(added.cart_item_id, result.version)
+
+    def delete_item(self, order_id: str, cart_item_id: str, context: CommandContext) -> int:
+        return self._orders.execute(order_id, domain.DeleteItemFromCart(cart_item_id),
+                                    context).version
+
+    def checkout(self, order_id: str, context: CommandContext) -> CheckedOut:
+        """Create the payment in Payments (an idempotent PUT), then record OrderPreparedToPay.
+
+        The payment id is derived from the order id and the stream version the checkout is
+        decided at, so a retried checkout reuses the payment and a new attempt (after a failed
+        payment or a cart change) gets a new one.
+        """
+        # Fresh, not cached: another instance may have changed or checked out the order, and a
+        # payment id derived from a stale version would create a second payment.
+        state, version = self._orders.load(order_id, refresh=True)
+        command = domain.checkout_command(state, version)
+        # Refusals happen before Payments is called; a retried checkout calls it no more.
+        if domain.order_decider.decide(command, state):
+            self._payments.create_payment(command.payment_id, order_id, command.amount,
+                                          state.currency, context)
+        result = self._orders.execute(order_id, command, context)
+        return CheckedOut(command.payment_id, command.amount, result.state.currency,
+                          result.version)
+
+    def cancel(self, order_id: str, reason: str, context: CommandContext) -> int:
+        return self._orders.execute(order_id, domain.CancelOrder(reason), context).version
+
+    def record_payment_outcome(self, message: IntegrationMessage, context: CommandContext
+                               ) -> None:
+        """PaymentCompleted -> OrderPaid, PaymentFailed -> OrderPaymentFailed; a redelivery is a
+        no-op. Other contracts on the topic are not Orders' business."""
+        command: domain.OrderCommand
+        match message:
+            case PaymentCompletedV1():
+                command = domain.MarkOrderPaid(message.paymentId)
+            case PaymentFailedV1():
+                command = domain.RecordPaymentFailure(message.paymentId, message.reason)
+            case _:
+                log.info("ignoring %s: Orders does not consume it", message.name)
+                return
+        result = self._orders.execute(message.orderId, command, context)
+        log.info("%s for order %s -> version %d%s", message.name, message.orderId,
+                 result.version, "" if result.events else " (already applied)")
+
+    # -- reads ----------------------------------------------------------------------------------
+
+    def get_order(self, order_id: str, min_version: int = 0) -> ViewRead:
+        return self._reader.read(order_id, min_version)
+
+    def order_events(self, order_id: str) -> list[JsonDict]:
+        return stream_events(self._events, domain.ORDER_STREAM.stream_id(order_id), "order",
+                             order_id)
+
+    # -- change feed ----------------------------------------------------------------------------
+
+    def project(self, documents: Iterable[Mapping[str, Any]]) -> None:
+        self._projector.handle(parse_commits(documents, self._dead_letters, ORDERS_PROJECTOR))
+
+    def publish(self, documents: Iterable[Mapping[str, Any]]) -> None:
+        self._publisher.handle(parse_commits(documents, self._dead_letters, ORDERS_PUBLISHER))

@@ -1,0 +1,185 @@
+"""The app settings, parsed once into typed objects; the one list of every setting's name.
+
+The same names everywhere: ``local.settings.example.json``, the app settings Bicep deploys, and
+the local host. Connection settings follow the Functions convention and are validated as the
+Functions extensions validate theirs (``COSMOS`` or ``COSMOS__accountEndpoint``; ``SERVICEBUS`` or
+``SERVICEBUS__fullyQualifiedNamespace``), so a missing or malformed one fails at start-up with
+its name, not at the first request. An empty value counts as unset, as in the Functions host.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, ClassVar, Literal, TypeVar, get_args
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from eventstore.adapters.cosmos.connection import (
+    SETTING_ACCEPT_EMULATOR_CERT,
+    CosmosConfigurationError,
+    CosmosConnection,
+)
+from eventstore.adapters.servicebus.connection import (
+    ServiceBusConfigurationError,
+    ServiceBusConnection,
+)
+
+ServiceName = Literal["orders", "payments"]
+SERVICE_NAMES: tuple[ServiceName, ...] = get_args(ServiceName)
+Backend = Literal["azure", "embedded"]
+
+COSMOS_CONNECTION = "COSMOS"
+SERVICEBUS_CONNECTION = "SERVICEBUS"
+CONNECTIONS = frozenset({COSMOS_CONNECTION, SERVICEBUS_CONNECTION})
+
+
+_G = TypeVar("_G", bound="_Group")
+
+
+class SettingsError(ValueError):
+    """A setting is missing or has a value the app cannot use; the message names it."""
+
+
+class _Group(BaseModel):
+    """Settings read from the flat app-settings mapping by their exact names (the aliases)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=False)
+
+    @classmethod
+    def names(cls) -> frozenset[str]:
+        return frozenset(str(f.alias) for f in cls.model_fields.values())
+
+
+class Containers(_Group):
+    events: str = Field("events", alias="EVENTS_CONTAINER", min_length=1)
+    views: str = Field("views", alias="VIEWS_CONTAINER", min_length=1)
+    leases: str = Field("leases", alias="LEASES_CONTAINER", min_length=1)
+    deadletters: str = Field("deadletters", alias="DEADLETTERS_CONTAINER", min_length=1)
+
+
+class OrdersSettings(_Group):
+    database: str = Field("orders", alias="ORDERS_DATABASE", min_length=1)
+    orders_topic: str = Field("orders", alias="ORDERS_TOPIC", min_length=1)
+    payments_topic: str = Field("payments", alias="PAYMENTS_TOPIC", min_length=1)
+    payments_subscription: str = Field("orders", alias="PAYMENTS_SUBSCRIPTION", min_length=1)
+    payments_api_base_url: str = Field("", alias="PAYMENTS_API_BASE_URL")
+    payments_api_key: str = Field("", alias="PAYMENTS_API_KEY", repr=False)
+
+    @field_validator("payments_api_base_url")
+    @classmethod
+    def _is_http_url(cls, value: str) -> str:
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value
+
+
+class PaymentsSettings(_Group):
+    database: str = Field("payments", alias="PAYMENTS_DATABASE", min_length=1)
+    payments_topic: str = Field("payments", alias="PAYMENTS_TOPIC", min_length=1)
+    authorizations_queue: str = Field("payment-authorizations", alias="AUTHORIZATIONS_QUEUE",
+                                      min_length=1)
+    acquirer_delay_ms: int = Field(1000, alias="PAYMENTS_ACQUIRER_DELAY_MS", ge=0)
+    decline_above: int = Field(100_000, alias="PAYMENTS_DECLINE_ABOVE", ge=0)
+
+
+class HostSettings(_Group):
+    services: tuple[ServiceName, ...] = Field(SERVICE_NAMES, alias="SERVICES")
+    backend: Backend = Field("azure", alias="BACKEND")
+    embedded_data_dir: Path = Field(Path(".data"), alias="EMBEDDED_DATA_DIR")
+
+    @field_validator("services", mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            names = [part.strip().lower() for part in value.split(",") if part.strip()]
+            if not names:
+                raise ValueError(f"must list some of {', '.join(SERVICE_NAMES)}")
+            return tuple(dict.fromkeys(names))
+        return value
+
+    @field_validator("backend", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value
+
+
+class Settings(BaseModel):
+    """Every setting the app reads, typed. Build it with ``from_environ``."""
+
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+
+    host: HostSettings
+    containers: Containers
+    orders: OrdersSettings
+    payments: PaymentsSettings
+    cosmos: CosmosConnection | None = None  # None on the embedded backend
+    servicebus: ServiceBusConnection | None = None
+
+    LOCAL_ONLY: ClassVar[frozenset[str]] = frozenset({"EMBEDDED_DATA_DIR",
+                                                      SETTING_ACCEPT_EMULATOR_CERT})
+
+    @property
+    def services(self) -> tuple[ServiceName, ...]:
+        return self.host.services
+
+    @property
+    def backend(self) -> Backend:
+        return self.host.backend
+
+    def database(self, service: ServiceName) -> str:
+        return self.orders.database if service == "orders" else self.payments.database
+
+    def service_of_database(self, database: str) -> ServiceName:
+        for service in SERVICE_NAMES:
+            if self.database(service) == database:
+                return service
+        raise SettingsError(f"no service uses the database {database!r} (ORDERS_DATABASE is "
+                            f"{self.orders.database!r}, PAYMENTS_DATABASE "
+                            f"{self.payments.database!r})")
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str]) -> Settings:
+        """Parse and validate; raises SettingsError naming the first bad setting."""
+        values = {k: v for k, v in environ.items() if v != ""}
+        host = _parse(HostSettings, values)
+        orders = _parse(OrdersSettings, values)
+        if "orders" in host.services and not orders.payments_api_base_url:
+            raise SettingsError("app setting PAYMENTS_API_BASE_URL is not set: checkout calls "
+                                "Payments there (see local.settings.example.json)")
+        cosmos = servicebus = None
+        if host.backend == "azure":
+            try:
+                cosmos = CosmosConnection.from_settings(values)
+                servicebus = ServiceBusConnection.from_settings(values)
+            except (CosmosConfigurationError, ServiceBusConfigurationError) as error:
+                raise SettingsError(str(error)) from None
+        return cls(host=host, containers=_parse(Containers, values), orders=orders,
+                   payments=_parse(PaymentsSettings, values), cosmos=cosmos,
+                   servicebus=servicebus)
+
+
+def _parse(group: type[_G], values: Mapping[str, str]) -> _G:
+    try:
+        return group.model_validate(values)
+    except ValidationError as error:
+        first = error.errors()[0]
+        name = str(first["loc"][0]) if first["loc"] else group.__name__
+        given = values.get(name)
+        got = f", got {given!r}" if given is not None else ""
+        raise SettingsError(
+            f"app setting {name}: {first['msg']}{got} (see local.settings.example.json and the "
+            "README's settings table)"
+        ) from None
+
+
+def settings_read_by(service: ServiceName) -> frozenset[str]:
+    """The names a service's functions read when they run in Azure (the settings contract)."""
+    group = OrdersSettings if service == "orders" else PaymentsSettings
+    common = HostSettings.names() - Settings.LOCAL_ONLY
+    return common | Containers.names() | group.names() | CONNECTIONS
+
+
+SETTINGS_READ_BY_SERVICE: dict[str, frozenset[str]] = {s: settings_read_by(s)
+                                                       for s in SERVICE_NAMES}
+LOCAL_ONLY_SETTINGS = Settings.LOCAL_ONLY

@@ -1,0 +1,113 @@
+"""The change feed on the Python SDK's pull model, with checkpoints in the leases container.
+
+The checkpoint is the SDK's continuation token (it covers every feed range of the container).
+Checkpoint documents have ids ``"checkpoint:{eventsContainerId}:{consumer}"``: they cannot
+collide with the Functions trigger's own lease documents, and two services sharing one leases
+container keep separate checkpoints for equally named consumers.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from azure.cosmos import ContainerProxy
+
+from eventstore.adapters.cosmos.errors import read_or_none, translated
+from eventstore.adapters.cosmos.metering import REQUEST_METER, RequestMeter
+from eventstore.commit import Commit
+from eventstore.ports import FeedPage
+
+
+def _is_change_feed_token(token: object) -> bool:
+    """True for the SDK's pull-model continuation token (base64 JSON naming the container)."""
+    if not isinstance(token, str) or not token:
+        return False
+    try:
+        decoded = json.loads(base64.b64decode(token, validate=True))
+    except (binascii.Error, ValueError):
+        return False
+    return isinstance(decoded, dict) and "containerRid" in decoded
+
+
+class CosmosChangeFeed:
+    """``ChangeFeed`` and ``CheckpointStore`` over an events container and a leases container."""
+
+    def __init__(
+        self,
+        events: ContainerProxy,
+        leases: ContainerProxy,
+        *,
+        meter: RequestMeter | None = None,
+    ) -> None:
+        self._events = events
+        self._leases = leases
+        self._meter = meter or REQUEST_METER
+
+    def read_feed(self, checkpoint: str | None, max_items: int) -> FeedPage:
+        """One page of the change feed (latest-version mode) after ``checkpoint``.
+
+        The checkpoint is the SDK's pull-model continuation token (it covers every feed range of
+        the container). A page with no commits leaves the checkpoint as it was.
+        """
+        if max_items < 1:
+            raise ValueError(f"max_items must be >= 1, got {max_items}")
+        # The page's continuation token: the pager's public ``continuation_token`` is read from
+        # the client's shared ``last_response_headers``, which a request on another thread can
+        # overwrite in between. The headers of this very response (handed to response_hook, into
+        # which the SDK writes the composite token) are not shared, so they are preferred.
+        responses: list[Mapping[str, Any]] = []
+        options: dict[str, Any] = {
+            "max_item_count": max_items,
+            "raw_response_hook": self._meter.response_hook("read_feed"),
+            "response_hook": lambda headers, _result: responses.append(headers),
+        }
+        if checkpoint is None:
+            options["start_time"] = "Beginning"
+        else:
+            options["continuation"] = checkpoint
+        with translated("read_feed"):
+            pages = self._events.query_items_change_feed(**options).by_page()
+            try:
+                documents = list(next(pages))
+            except StopIteration:
+                documents = []
+            token = responses[-1].get("etag") if responses else None
+            if not _is_change_feed_token(token):
+                # by_page() is typed as a plain iterator; the object is the SDK's page iterator.
+                token = getattr(pages, "continuation_token", None)
+        if not documents:
+            return FeedPage(commits=[], checkpoint=checkpoint)
+        if not isinstance(token, str):
+            raise RuntimeError("the change feed returned items without a continuation token")
+        return FeedPage(
+            commits=[Commit.from_document(document) for document in documents],
+            checkpoint=token,
+        )
+
+    def _checkpoint_id(self, consumer: str) -> str:
+        return f"checkpoint:{self._events.id}:{consumer}"
+
+    def load_checkpoint(self, consumer: str) -> str | None:
+        document = read_or_none(self._leases, self._checkpoint_id(consumer), self._meter,
+                                 "load_checkpoint")
+        return None if document is None else str(document["checkpoint"])
+
+    def save_checkpoint(self, consumer: str, checkpoint: str) -> None:
+        if not checkpoint:
+            raise ValueError("a checkpoint is a non-empty continuation token")
+        document_id = self._checkpoint_id(consumer)
+        with translated("save_checkpoint"):
+            self._leases.upsert_item(
+                {
+                    "id": document_id,
+                    "kind": "checkpoint",
+                    "container": self._events.id,
+                    "consumer": consumer,
+                    "checkpoint": checkpoint,
+                },
+                raw_response_hook=self._meter.response_hook("save_checkpoint"),
+            )
