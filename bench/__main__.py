@@ -18,10 +18,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from domain.orders import AddItemToCart, CreateOrder, order_decider
+from domain.orders import ORDER_STREAM, AddItemToCart, CreateOrder, order_codec, order_decider
 from eventstore.commands import CommandContext, CommandProcessor
 from eventstore.embedded.bus import EmbeddedBus
-from eventstore.embedded.sqlite_store import EmbeddedDatabase
+from eventstore.embedded.store import EmbeddedDatabase
 from eventstore.ports import OutboundMessage
 
 
@@ -48,8 +48,8 @@ def timed(label: str, count: int, run: Callable[[], list[float]]) -> Result:
 def bench_commands(workdir: Path, count: int) -> list[Result]:
     results = []
     with EmbeddedDatabase(workdir / "commands.db") as db:
-        processor = CommandProcessor(db.events, order_decider)
-        streams = [f"order-b{n}" for n in range(100)]
+        processor = CommandProcessor(db.events, ORDER_STREAM, order_decider, order_codec)
+        streams = [f"b{n}" for n in range(100)]
         for n, stream in enumerate(streams):
             processor.execute(stream, CreateOrder(f"b{n}", "c", "EUR"), ctx())
 

@@ -11,13 +11,13 @@ import argparse
 import sys
 from pathlib import Path
 
+from app.settings import SERVICE_NAMES, Settings, SettingsError
 from devhost import settings as host_settings
 from eventstore.adapters.cosmos import (
     CosmosConfigurationError,
     cosmos_client_from_settings,
     ensure_containers,
 )
-from app.settings import SERVICE_NAMES, Settings, SettingsError
 
 
 def main(argv: list[str] | None = None) -> int:

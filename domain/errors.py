@@ -7,8 +7,10 @@ the class to a status (InvalidCommand 400, StreamNotFound and CartItemNotFound 4
 
 from __future__ import annotations
 
+import re
+
 MAX_ID_LENGTH = 100
-ID_FORBIDDEN_CHARACTERS = ("/", "\\", "?", "#")
+RESOURCE_ID_PATTERN = re.compile(rf"[A-Za-z0-9][A-Za-z0-9._-]{{0,{MAX_ID_LENGTH - 1}}}")
 MAX_REASON_LENGTH = 500
 
 
@@ -61,8 +63,7 @@ class CartChanged(DomainError):
 
 
 def require_id(value: object, field: str) -> str:
-    """A non-blank identifier of at most MAX_ID_LENGTH characters, without control characters
-    or the characters a Cosmos DB document id cannot hold."""
+    """A non-blank identifier of at most MAX_ID_LENGTH characters, without control characters."""
     if not isinstance(value, str):
         raise InvalidCommand(f"{field} must be a string, got {_kind(value)}", field)
     if not value.strip():
@@ -74,11 +75,18 @@ def require_id(value: object, field: str) -> str:
     # Ids end up in stream ids, document ids, message ids and logs, where these break things.
     if any(ord(char) < 32 or ord(char) == 127 for char in value):
         raise InvalidCommand(f"{field} must not contain control characters", field)
-    # Cosmos DB refuses these in a document id, and every id becomes part of one.
-    if any(char in ID_FORBIDDEN_CHARACTERS for char in value):
+    return value
+
+
+def require_resource_id(value: object, field: str) -> str:
+    """The id of an order or payment: it names a stream, a document and a URL path segment, so
+    it is ASCII letters, digits, '.', '_' and '-', starting with a letter or digit."""
+    require_id(value, field)
+    assert isinstance(value, str)
+    if not RESOURCE_ID_PATTERN.fullmatch(value):
         raise InvalidCommand(
-            f"{field} must not contain any of {' '.join(ID_FORBIDDEN_CHARACTERS)}", field
-        )
+            f"{field} must be 1 to {MAX_ID_LENGTH} ASCII letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit", field)
     return value
 
 

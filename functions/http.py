@@ -31,7 +31,7 @@ from domain.errors import (
     InvalidTransition,
     PaymentMismatch,
     StreamNotFound,
-    require_id,
+    require_resource_id,
 )
 from eventstore.clock import new_id
 from eventstore.commands import CommandContext
@@ -106,10 +106,10 @@ def read_json(req: func.HttpRequest, model: type[M], *, optional: bool = False) 
 
 
 def route_id(req: func.HttpRequest, name: str, what: str) -> str:
-    """A path id; one the domain's id rule refuses could never exist, so it is not found."""
+    """A path id; one the domain's resource-id rule refuses could never exist: not found."""
     value = str(req.route_params.get(name, ""))
     try:
-        return require_id(value, name)
+        return require_resource_id(value, name)
     except InvalidCommand:
         raise ApiError(404, f"{what.capitalize()} not found",
                        f"no {what} with id {value!r}") from None

@@ -11,11 +11,12 @@ from eventstore.errors import TransientError
 
 
 class HttpPaymentsGateway:
-    def __init__(self, base_url: str, api_key: str = "", timeout: float = 10.0) -> None:
+    def __init__(self, base_url: str, api_key: str = "", timeout: float = 10.0,
+                 transport: httpx.BaseTransport | None = None) -> None:
         headers = {"x-functions-key": api_key} if api_key else {}
         # One pooled client per process: connection reuse matters on the checkout path.
         self._client = httpx.Client(base_url=base_url.rstrip("/") + "/", headers=headers,
-                                    timeout=timeout)
+                                    timeout=timeout, transport=transport)
 
     def create_payment(self, payment_id: str, reference_id: str, amount: int, currency: str,
                        context: CommandContext) -> None:

@@ -21,6 +21,7 @@ from domain.errors import (
     StreamNotFound,
     require_id,
     require_int,
+    require_resource_id,
     require_text,
 )
 from domain.money import MAX_AMOUNT, validate_currency
@@ -246,7 +247,7 @@ def decide(command: OrderCommand, state: OrderState) -> list[OrderEvent]:
 
 
 def _create(command: CreateOrder, state: OrderState) -> list[OrderEvent]:
-    order_id = require_id(command.order_id, "orderId")
+    order_id = require_resource_id(command.order_id, "orderId")
     customer_id = require_id(command.customer_id, "customerId")
     currency = validate_currency(command.currency)
     if state.exists:
@@ -298,7 +299,7 @@ def _was_issued(cart_item_id: str, state: OrderState) -> bool:
 
 
 def _prepare_to_pay(command: PrepareToPay, state: OrderState) -> list[OrderEvent]:
-    payment_id = require_id(command.payment_id, "paymentId")
+    payment_id = require_resource_id(command.payment_id, "paymentId")
     amount = require_int(command.amount, "amount", 0, MAX_AMOUNT)
     status = _require_order(state, "PrepareToPay")
     if status is OrderStatus.PREPARED_TO_PAY:
@@ -333,7 +334,7 @@ def _prepare_to_pay(command: PrepareToPay, state: OrderState) -> list[OrderEvent
 
 
 def _mark_paid(command: MarkOrderPaid, state: OrderState) -> list[OrderEvent]:
-    payment_id = require_id(command.payment_id, "paymentId")
+    payment_id = require_resource_id(command.payment_id, "paymentId")
     status = _require_order(state, "MarkOrderPaid")
     if status is OrderStatus.PAID and payment_id == state.paid_payment_id:
         return []  # redelivered payment confirmation
@@ -354,7 +355,7 @@ def _mark_paid(command: MarkOrderPaid, state: OrderState) -> list[OrderEvent]:
 
 
 def _record_failure(command: RecordPaymentFailure, state: OrderState) -> list[OrderEvent]:
-    payment_id = require_id(command.payment_id, "paymentId")
+    payment_id = require_resource_id(command.payment_id, "paymentId")
     reason = require_text(command.reason, "reason")
     status = _require_order(state, "RecordPaymentFailure")
     if payment_id in state.failed_payment_ids:

@@ -17,6 +17,7 @@ from domain.errors import (
     StreamNotFound,
     require_id,
     require_int,
+    require_resource_id,
     require_text,
 )
 from domain.money import MAX_AMOUNT, validate_currency
@@ -131,7 +132,7 @@ def decide(command: PaymentCommand, state: PaymentState) -> list[PaymentEvent]:
 
 def _create(command: CreatePayment, state: PaymentState) -> list[PaymentEvent]:
     created = PaymentCreated(
-        payment_id=require_id(command.payment_id, "paymentId"),
+        payment_id=require_resource_id(command.payment_id, "paymentId"),
         reference_id=require_id(command.reference_id, "referenceId"),
         amount=require_int(command.amount, "amount", 1, MAX_AMOUNT),
         currency=validate_currency(command.currency),

@@ -21,7 +21,7 @@ from azure.cosmos import CosmosClient
 
 from eventstore.adapters.cosmos import CosmosClientOptions, CosmosDatabase, create_cosmos_client
 from eventstore.commit import Commit, EventRecord
-from eventstore.embedded.sqlite_store import EmbeddedDatabase
+from eventstore.embedded.store import EmbeddedDatabase
 from eventstore.ports import ChangeFeed, CheckpointStore, DeadLetterStore, EventStore, ViewStore
 from tests.support.cosmos_server import shared_cosmos_server
 
@@ -46,7 +46,7 @@ class Backend(Protocol):
         ...
 
 
-# -- helpers shared by the suite (and tests/test_sqlite_store.py) -------------------------------
+# -- helpers shared by the suite (and tests/embedded/test_store.py) -------------------------------
 
 
 def new_stream(prefix: str = "order") -> str:

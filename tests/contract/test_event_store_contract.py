@@ -2,7 +2,7 @@
 
 Only what the ports promise is asserted. In particular the feed is ordered per stream (Cosmos DB
 orders its change feed per partition key only); the embedded store's global order is tested in
-tests/test_sqlite_store.py.
+tests/embedded/test_store.py.
 """
 
 from __future__ import annotations

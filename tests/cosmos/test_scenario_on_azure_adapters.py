@@ -19,9 +19,11 @@ import httpx
 import pytest
 from azure.functions.servicebus import ServiceBusMessage
 
+from app.adapters.payments_http import HttpPaymentsGateway
+from app.bootstrap import bootstrap
+from app.settings import Settings
 from eventstore.adapters.cosmos import REQUEST_METER, cosmos_client_from_settings
 from functions import orders, payments, runtime
-from functions.payments_api import PaymentsApi
 from tests.functions.conftest import Harness, example_settings, http
 from tests.support.amqp_broker import AmqpTestBroker, ReceivedAmqpMessage
 from tests.support.cosmos_server import CosmosServerInfo
@@ -38,7 +40,7 @@ def broker() -> Iterator[AmqpTestBroker]:
 @pytest.fixture
 def azure_app(cosmos_server: CosmosServerInfo, broker: AmqpTestBroker,
               monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
-    runtime.close()
+    runtime.shutdown()
     suffix = uuid.uuid4().hex[:8]
     settings = {**example_settings(), **cosmos_server.settings,
                 "BACKEND": "azure", "SERVICEBUS": broker.connection_string,
@@ -46,12 +48,11 @@ def azure_app(cosmos_server: CosmosServerInfo, broker: AmqpTestBroker,
                 "PAYMENTS_ACQUIRER_DELAY_MS": "0"}
     for name, value in settings.items():
         monkeypatch.setenv(name, value)
-    api = PaymentsApi("http://payments.test/api")
-    api._client = httpx.Client(base_url="http://payments.test/api/",
-                               transport=httpx.MockTransport(Harness._call_payments_put))
-    monkeypatch.setattr(runtime, "payments_api", lambda: api)
+    gateway = HttpPaymentsGateway("http://payments.test/api",
+                                  transport=httpx.MockTransport(Harness._call_payments_put))
+    runtime.install(bootstrap(Settings.from_environ(settings), payments_gateway=gateway))
     yield settings
-    runtime.close()
+    runtime.shutdown()
 
 
 def stored_documents(settings: dict[str, str], database: str, stream_id: str
@@ -154,16 +155,17 @@ def test_original_scenario_on_cosmos_and_service_bus(azure_app: dict[str, str],
 
 def test_a_warm_command_costs_one_cosmos_request_and_a_cold_one_two(
         azure_app: dict[str, str]) -> None:
-    from domain.orders import AddItemToCart, CreateOrder, order_decider
+    from domain.orders import ORDER_STREAM, AddItemToCart, CreateOrder, order_codec, order_decider
     from eventstore.commands import CommandContext, CommandProcessor
 
-    events = runtime.stores("orders").events
-    CommandProcessor(events, order_decider).execute("order-cost", CreateOrder("cost", "c", "EUR"),
-                                                    CommandContext("c", "k1"))
-    processor = CommandProcessor(events, order_decider)  # a fresh process: nothing cached
+    events = runtime.services().stores("orders").events
+    CommandProcessor(events, ORDER_STREAM, order_decider, order_codec).execute(
+        "cost", CreateOrder("cost", "c", "EUR"), CommandContext("c", "k1"))
+    # A fresh process: nothing cached.
+    processor = CommandProcessor(events, ORDER_STREAM, order_decider, order_codec)
     with REQUEST_METER.measure() as cold:
-        processor.execute("order-cost", AddItemToCart("p", 1, 100), CommandContext("c", "k2"))
+        processor.execute("cost", AddItemToCart("p", 1, 100), CommandContext("c", "k2"))
     with REQUEST_METER.measure() as warm:
-        processor.execute("order-cost", AddItemToCart("p", 1, 100), CommandContext("c", "k3"))
+        processor.execute("cost", AddItemToCart("p", 1, 100), CommandContext("c", "k3"))
     assert (cold.requests, warm.requests) == (2, 1)
     assert warm.request_charge >= 0 and cold.request_charge >= warm.request_charge

@@ -23,7 +23,7 @@ from devhost.feed import FeedPump
 from devhost.indexing import BusSpec, FeedSpec, RetryPolicy
 from eventstore.commit import Commit, EventRecord
 from eventstore.embedded.bus import MAX_DELIVERY_COUNT_EXCEEDED, EmbeddedBus
-from eventstore.embedded.sqlite_store import EmbeddedDatabase, SqliteEventStore
+from eventstore.embedded.store import EmbeddedDatabase, SqliteEventStore
 from eventstore.ports import OutboundMessage
 
 CONSUMER = "test-projector-v1"

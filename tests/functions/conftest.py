@@ -21,13 +21,16 @@ import azure.functions as func
 import httpx
 import pytest
 
+from app.adapters.payments_http import HttpPaymentsGateway
+from app.bootstrap import EmbeddedBackend, Services, ServiceStores, bootstrap
+from app.settings import ServiceName, Settings
 from devhost.bus import to_function_message
 from eventstore.commit import Commit
 from eventstore.embedded import bus as embedded_bus_module
-from eventstore.embedded import sqlite_store
-from eventstore.embedded.bus import ReceivedMessage, subscription_path
+from eventstore.embedded import store as embedded_store
+from eventstore.embedded.bus import EmbeddedBus, ReceivedMessage, subscription_path
+from eventstore.ports import MessagePublisher
 from functions import orders, payments, runtime
-from functions.payments_api import PaymentsApi
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE_SETTINGS_PATH = REPO_ROOT / "local.settings.example.json"
@@ -124,9 +127,25 @@ class Harness:
     """The embedded function app, driven by hand."""
 
     data_dir: Path
+    settings: Settings
     payments_calls: list[PaymentsCall] = field(default_factory=list)
     payments_handler: PaymentsHandler | None = None  # replaces the real payments_put if set
     _checkpoints: dict[int, str | None] = field(default_factory=dict)
+
+    # -- the process ----------------------------------------------------------------------------
+
+    def start(self, wrap_stores: Callable[[ServiceStores], ServiceStores] | None = None,
+              publisher: MessagePublisher | None = None) -> None:
+        """(Re)start the app process: new Services over the same data, nothing cached; stores
+        and the publisher can be replaced to inject faults."""
+        runtime.shutdown()
+        # The real gateway (base URL, key header, timeout); only its transport is replaced, so
+        # the request it sends is exactly the one it would send.
+        gateway = HttpPaymentsGateway(self.settings.orders.payments_api_base_url,
+                                      self.settings.orders.payments_api_key,
+                                      transport=httpx.MockTransport(self.payments_transport))
+        backend = FaultyBackend(EmbeddedBackend(self.settings), wrap_stores, publisher)
+        runtime.install(bootstrap(self.settings, backend=backend, payments_gateway=gateway))
 
     # -- HTTP -----------------------------------------------------------------------------------
 
@@ -165,12 +184,19 @@ class Harness:
 
     # -- change feed ----------------------------------------------------------------------------
 
-    def pump(self, function: Callable[..., Any], service: str, max_items: int = 100
+    @staticmethod
+    def services() -> Services:
+        return runtime.services()
+
+    def stores(self, service: ServiceName) -> ServiceStores:
+        return self.services().stores(service)
+
+    def pump(self, function: Callable[..., Any], service: ServiceName, max_items: int = 100
              ) -> list[Commit]:
         """Deliver the service's change feed, from this function's last checkpoint, to the
         change-feed function as DocumentLists; the checkpoint moves only when a batch succeeded.
         Returns the commits delivered."""
-        store = runtime.stores(service).events
+        store = self.stores(service).events
         delivered: list[Commit] = []
         while True:
             checkpoint = self._checkpoints.get(id(function))
@@ -181,16 +207,16 @@ class Harness:
             self._checkpoints[id(function)] = page.checkpoint
             delivered.extend(page.commits)
 
-    @staticmethod
-    def feed(service: str) -> list[Commit]:
+    def feed(self, service: ServiceName) -> list[Commit]:
         """The service's whole change feed, from the beginning."""
-        return runtime.stores(service).events.read_feed(None, 10_000).commits
+        return self.stores(service).events.read_feed(None, 10_000).commits
 
     # -- bus ------------------------------------------------------------------------------------
 
-    @staticmethod
-    def bus() -> Any:
-        return runtime.embedded_bus()
+    def bus(self) -> EmbeddedBus:
+        backend = self.services().backend
+        assert isinstance(backend, FaultyBackend)
+        return backend.embedded.bus
 
     @staticmethod
     def authorizations_queue() -> str:
@@ -217,7 +243,7 @@ class Harness:
         """Receive every available message of the entity and invoke the Service Bus function
         with each (as func.ServiceBusMessage): complete on success; on failure abandon the
         message and re-raise. Returns the messages delivered."""
-        bus = runtime.embedded_bus()
+        bus = self.bus()
         delivered: list[ReceivedMessage] = []
         while True:
             received: list[ReceivedMessage] = bus.receive(entity_path, max_messages=1,
@@ -234,9 +260,30 @@ class Harness:
             delivered.append(message)
 
 
+class FaultyBackend:
+    """The embedded backend, with stores or the publisher replaced where a test injects faults."""
+
+    def __init__(self, embedded: EmbeddedBackend,
+                 wrap_stores: Callable[[ServiceStores], ServiceStores] | None = None,
+                 publisher: MessagePublisher | None = None) -> None:
+        self.embedded = embedded
+        self._wrap_stores = wrap_stores
+        self._publisher = publisher
+
+    def stores(self, database: str) -> ServiceStores:
+        stores = self.embedded.stores(database)
+        return self._wrap_stores(stores) if self._wrap_stores else stores
+
+    def publisher(self) -> MessagePublisher:
+        return self._publisher or self.embedded.publisher()
+
+    def close(self) -> None:
+        self.embedded.close()
+
+
 def _reset() -> None:
-    runtime.close()
-    sqlite_store.close_all()
+    runtime.shutdown()
+    embedded_store.close_all()
     embedded_bus_module.close_all()
 
 
@@ -244,31 +291,14 @@ def _reset() -> None:
 def embedded_app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Harness]:
     """The function app on the embedded backend in tmp_path, with every example setting."""
     _reset()
-    for name, value in example_settings().items():
-        if name not in ("BACKEND", "EMBEDDED_DATA_DIR"):
-            monkeypatch.setenv(name, value)
-    monkeypatch.setenv("BACKEND", "embedded")
-    monkeypatch.setenv("EMBEDDED_DATA_DIR", str(tmp_path))
-    monkeypatch.setenv("PAYMENTS_ACQUIRER_DELAY_MS", "0")
-    monkeypatch.setenv("PAYMENTS_DECLINE_ABOVE", "100000")
-
-    harness = Harness(data_dir=tmp_path)
-    # PaymentsApi builds its own httpx.Client (base URL, key header, timeout); only its
-    # transport is replaced, so the request it sends is exactly the one it would send.
-    client_class = httpx.Client
-    transport = httpx.MockTransport(harness.payments_transport)
-
-    def client_with_transport(*args: Any, **kwargs: Any) -> httpx.Client:
-        return client_class(*args, transport=transport, **kwargs)
-
-    with monkeypatch.context() as patch:
-        patch.setattr(httpx, "Client", client_with_transport)
-        api = PaymentsApi(os.environ["PAYMENTS_API_BASE_URL"],
-                          os.environ.get("PAYMENTS_API_KEY", ""))
-    assert isinstance(api._client._transport, httpx.MockTransport)
-    monkeypatch.setattr(runtime, "payments_api", lambda: api)
+    environment = {**example_settings(), "BACKEND": "embedded",
+                   "EMBEDDED_DATA_DIR": str(tmp_path), "PAYMENTS_ACQUIRER_DELAY_MS": "0",
+                   "PAYMENTS_DECLINE_ABOVE": "100000"}
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    harness = Harness(data_dir=tmp_path, settings=Settings.from_environ(environment))
+    harness.start()
     try:
         yield harness
     finally:
-        api.close()
         _reset()

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from dataclasses import replace
+from typing import Any, cast
 
 import azure.functions as func
 import pytest
 
+from app.settings import ServiceName
 from contracts.messages import CAUSATION_ID_PROPERTY, CONTRACT_VERSION_PROPERTY
 from eventstore.commit import Commit, EventRecord, JsonDict
 from eventstore.embedded.bus import ReceivedMessage, subscription_path
 from eventstore.errors import TransientError
-from eventstore.ports import DeadLetter, OutboundMessage, StoredView
+from eventstore.ports import DeadLetter, FeedStore, OutboundMessage, StoredView
 from functions import orders, payments, runtime
 from tests.functions.conftest import Harness, documents_of
 from tests.functions.test_http_functions import (
@@ -40,12 +42,12 @@ def receive_all(app: Harness, path: str) -> list[ReceivedMessage]:
     return received
 
 
-def letters(service: str) -> list[DeadLetter]:
-    return runtime.stores(service).dead_letters.list_letters()
+def letters(service: ServiceName) -> list[DeadLetter]:
+    return runtime.services().stores(service).dead_letters.list_letters()
 
 
-def view(service: str, view_id: str) -> JsonDict:
-    stored = runtime.stores(service).views.get(view_id)
+def view(service: ServiceName, view_id: str) -> JsonDict:
+    stored = runtime.services().stores(service).views.get(view_id)
     assert stored is not None, f"no {service} view {view_id}"
     document = dict(stored.document)
     assert document.pop("_projector") == f"{service}-projector-v1"
@@ -62,7 +64,7 @@ def commit(stream_id: str, *records: EventRecord, stream_type: str = "order") ->
                   correlation_id=f"corr-{stream_id}", causation_id="cause", committed_at=NOW)
 
 
-def commit_of(app: Harness, service: str, stream_id: str, version: int) -> Commit:
+def commit_of(app: Harness, service: ServiceName, stream_id: str, version: int) -> Commit:
     return next(c for c in app.feed(service)
                 if c.stream_id == stream_id and c.first_version <= version <= c.version)
 
@@ -99,7 +101,7 @@ def test_projector_ignores_other_stream_types(embedded_app: Harness) -> None:
         "paymentId": "p1", "referenceId": "o", "amount": 1, "currency": "EUR"}),
         stream_type="payment")
     orders.orders_projector(documents_of([foreign]))
-    assert runtime.stores("orders").views.get("p1") is None
+    assert runtime.services().stores("orders").views.get("p1") is None
     assert letters("orders") == []
 
 
@@ -173,13 +175,10 @@ def test_a_transient_view_store_failure_raises_and_parks_nothing(
     embedded_app: Harness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     order_id = create_order(embedded_app)
-    real = runtime.stores("orders")
-    failing = runtime.ServiceStores(events=real.events, views=FailingViews(real.views),
-                                    dead_letters=real.dead_letters)
-    with monkeypatch.context() as patch:
-        patch.setattr(runtime, "stores", lambda service: failing)
-        with pytest.raises(TransientError):
-            embedded_app.pump(orders.orders_projector, "orders")
+    embedded_app.start(wrap_stores=lambda real: replace(real, views=FailingViews(real.views)))
+    with pytest.raises(TransientError):
+        embedded_app.pump(orders.orders_projector, "orders")
+    embedded_app.start()
     assert letters("orders") == []
     assert len(embedded_app.pump(orders.orders_projector, "orders")) == 1  # not checkpointed
     assert view("orders", order_id)["version"] == 1
@@ -188,7 +187,7 @@ def test_a_transient_view_store_failure_raises_and_parks_nothing(
 # -- publishers -----------------------------------------------------------------------------------
 
 
-def assert_message(app: Harness, message: ReceivedMessage, service: str, stream_id: str,
+def assert_message(app: Harness, message: ReceivedMessage, service: ServiceName, stream_id: str,
                    version: int, subject: str, body: Mapping[str, Any]) -> None:
     source = commit_of(app, service, stream_id, version)
     event = next(e for e in source.events if e.version == version)
@@ -317,10 +316,10 @@ def test_a_transient_publish_failure_raises_and_parks_nothing(
     embedded_app.http(payments.authorize_payment, "POST", "/payments/pay-1/authorize",
                       route_params={"paymentId": "pay-1"})
     broken = TransientPublisher()
-    with monkeypatch.context() as patch:
-        patch.setattr(runtime, "publisher", lambda: broken)
-        with pytest.raises(TransientError):
-            embedded_app.pump(payments.payments_publisher, "payments")
+    embedded_app.start(publisher=broken)
+    with pytest.raises(TransientError):
+        embedded_app.pump(payments.payments_publisher, "payments")
+    embedded_app.start()
     assert broken.attempts == 1
     assert letters("payments") == []
 
@@ -331,23 +330,31 @@ def test_a_transient_publish_failure_raises_and_parks_nothing(
     assert [m.message_id for m in queued] == ["payment-pay-1:2"]
 
 
-class UnavailableProcessor:
-    """The order processor when the event store is throttling reads."""
+class UnreadableEvents:
+    """The events store when it is throttling reads."""
 
-    def load(self, stream_id: str, *, at_least: int = 0) -> Any:
+    def __init__(self, inner: FeedStore) -> None:
+        self._inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    def read_stream(self, stream_id: str, after_version: int = 0) -> list[Commit]:
         raise TransientError("events container throttled (429)")
 
 
 def test_a_transient_failure_while_mapping_raises_and_parks_nothing(
-    embedded_app: Harness, monkeypatch: pytest.MonkeyPatch
+    embedded_app: Harness,
 ) -> None:
     tap = orders_topic_tap(embedded_app)
     order_id = order_with_items(embedded_app, 100)
-    checkout(embedded_app, order_id)  # OrderPreparedToPay: mapping it loads the order
-    with monkeypatch.context() as patch:
-        patch.setattr(runtime, "orders", UnavailableProcessor)
-        with pytest.raises(TransientError):
-            embedded_app.pump(orders.orders_publisher, "orders")
+    embedded_app.pump(orders.orders_publisher, "orders")  # the order's creation is behind us
+    checkout(embedded_app, order_id)  # OrderPreparedToPay: mapping it reads the creation event
+    embedded_app.start(wrap_stores=lambda real: replace(
+        real, events=cast(FeedStore, UnreadableEvents(real.events))))
+    with pytest.raises(TransientError):
+        embedded_app.pump(orders.orders_publisher, "orders")
+    embedded_app.start()
     assert letters("orders") == []
     assert receive_all(embedded_app, tap) == []
 

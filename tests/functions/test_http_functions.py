@@ -1,4 +1,4 @@
-"""The HTTP API of DESIGN §7, invoked with real func.HttpRequest objects on the embedded backend."""
+"""The HTTP API (README "HTTP API"), invoked with real func.HttpRequest objects on the embedded backend."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 
 from domain import orders as order_domain
 from eventstore.commands import CommandContext, CommandProcessor
-from functions import orders, payments, runtime
+from functions import orders, payments
 from functions.http import MAX_BODY_BYTES
 from tests.functions.conftest import Harness, HttpResult
 
@@ -179,19 +179,19 @@ def test_retried_checkout_on_an_instance_with_a_stale_cache_reuses_the_payment(
 ) -> None:
     """Scale-out: this instance last saw the order at version 2; another instance then added an
     item and checked out. A retried checkout routed here must answer with that payment and must
-    not ask Payments for another one (DESIGN §6: a retried checkout cannot create a second
+    not ask Payments for another one (a retried checkout cannot create a second
     payment)."""
     order_id = order_with_items(embedded_app, 100)  # this instance's cache: version 2
-    other = CommandProcessor(runtime.stores("orders").events,
-                             order_domain.order_decider)  # another instance
-    other.execute(f"order-{order_id}", order_domain.AddItemToCart("p-9", 1, 50),
+    other = CommandProcessor(embedded_app.stores("orders").events, order_domain.ORDER_STREAM,
+                             order_domain.order_decider, order_domain.order_codec)
+    other.execute(order_id, order_domain.AddItemToCart("p-9", 1, 50),
                   CommandContext("corr-other", "cause-other-1"))
-    state, version = other.load(f"order-{order_id}")
+    state, version = other.load(order_id)
     command = order_domain.checkout_command(state, version)
     assert put_payment(embedded_app, command.payment_id,
                        {"referenceId": order_id, "amount": command.amount,
                         "currency": "EUR"}).status == 201
-    other.execute(f"order-{order_id}", command, CommandContext("corr-other", "cause-other-2"))
+    other.execute(order_id, command, CommandContext("corr-other", "cause-other-2"))
     calls_before = len(embedded_app.payments_calls)
 
     retried = checkout(embedded_app, order_id)
@@ -310,7 +310,7 @@ def test_min_version_reads_through_a_stale_projection(embedded_app: Harness) -> 
     order_id = create_order(embedded_app)
     embedded_app.pump(orders.orders_projector, "orders")
     add_ok(embedded_app, order_id)
-    runtime.close()  # a fresh process: nothing cached; the projection is at version 1
+    embedded_app.start()  # a fresh process: nothing cached; the projection is at version 1
     stale = get_order(embedded_app, order_id)
     assert stale.headers["x-view-source"] == "projection" and stale.json["version"] == 1
     fresh = get_order(embedded_app, order_id, params={"minVersion": "2"})
@@ -448,7 +448,7 @@ def test_a_body_of_exactly_64_kib_is_not_413(embedded_app: Harness) -> None:
     b'{"customerId": "c", "currency": "EUR", "n": ' + b"1" * 5_000 + b"}",  # > int digit limit
 ])
 def test_pathological_json_is_400_not_500(embedded_app: Harness, raw: bytes) -> None:
-    """DESIGN §7: no request ever gets a 500 for bad input."""
+    """No request ever gets a 500 for bad input."""
     assert len(raw) <= MAX_BODY_BYTES
     assert_problem(embedded_app.http(orders.create_order, "POST", "/orders", raw), 400)
 
@@ -588,7 +588,7 @@ def test_payment_projection_and_stream_views_agree(embedded_app: Harness) -> Non
     from_stream = embedded_app.http(payments.get_payment, "GET", "/payments/pay-4",
                                     route_params={"paymentId": "pay-4"}).json
     embedded_app.pump(payments.payments_projector, "payments")
-    runtime.close()  # a fresh process: the view can only come from the projection
+    embedded_app.start()  # a fresh process: the view can only come from the projection
     from_projection = embedded_app.http(payments.get_payment, "GET", "/payments/pay-4",
                                         route_params={"paymentId": "pay-4"})
     assert from_projection.headers["x-view-source"] == "projection"

@@ -13,13 +13,9 @@ from typing import Any
 import azure.functions as func
 import pytest
 
+from app.settings import CONNECTIONS, LOCAL_ONLY_SETTINGS, SETTINGS_READ_BY_SERVICE, SettingsError
 from devhost.indexing import AppIndex, RetryPolicy, index_app, load_app
-from functions.settings import (
-    CONNECTIONS,
-    LOCAL_ONLY_SETTINGS,
-    SETTINGS_READ_BY_SERVICE,
-    MissingSettingError,
-)
+from functions import runtime
 from tests.functions.conftest import REPO_ROOT, example_settings
 
 HTTP_OUT = {"direction": "OUT", "type": "http", "name": "$return"}
@@ -92,9 +88,14 @@ class Indexed:
 
 @pytest.fixture
 def fresh_import(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Each load_app() runs function_app.py again; sys.modules is restored afterwards."""
+    """Each load_app() runs function_app.py again, with the example settings as its app
+    settings (as the worker indexes it); sys.modules is restored afterwards."""
+    for name, value in example_settings().items():
+        monkeypatch.setenv(name, value)
     monkeypatch.delitem(sys.modules, "function_app", raising=False)
+    runtime.shutdown()
     yield
+    runtime.shutdown()
 
 
 def _load(monkeypatch: pytest.MonkeyPatch, services: str | None) -> func.FunctionApp:
@@ -102,6 +103,7 @@ def _load(monkeypatch: pytest.MonkeyPatch, services: str | None) -> func.Functio
         monkeypatch.delenv("SERVICES", raising=False)
     else:
         monkeypatch.setenv("SERVICES", services)
+    runtime.shutdown()  # the settings are parsed once per process
     return load_app(REPO_ROOT)
 
 
@@ -141,7 +143,7 @@ def test_every_function_is_declared_exactly_as_expected(monkeypatch: pytest.Monk
 
 
 def test_change_feed_triggers_start_from_the_beginning(monkeypatch: pytest.MonkeyPatch) -> None:
-    """DESIGN §5: bumping a lease prefix replays the feed from the beginning (projection rebuild).
+    """Bumping a lease prefix replays the feed from the beginning (projection rebuild).
     The Cosmos DB trigger only does that with startFromBeginning=true; by default a new lease
     set starts at the current time and never sees the events already in the container."""
     functions = _functions(monkeypatch)
@@ -169,7 +171,7 @@ def test_services_setting_selects_the_blueprints(
 
 @pytest.mark.parametrize("services", ["shipping", "orders,shipping"])
 def test_an_unknown_service_fails_clearly(monkeypatch: pytest.MonkeyPatch, services: str) -> None:
-    with pytest.raises(MissingSettingError, match="SERVICES") as raised:
+    with pytest.raises(SettingsError, match="SERVICES") as raised:
         _load(monkeypatch, services)
     assert "shipping" in str(raised.value)
     assert "orders" in str(raised.value) and "payments" in str(raised.value)

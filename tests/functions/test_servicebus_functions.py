@@ -272,4 +272,4 @@ def test_a_message_without_correlation_id_correlates_with_itself(embedded_app: H
     paid = events_of(app, order_id)[-1]
     assert paid["type"] == "OrderPaid"
     assert paid["correlationId"] == paid["causationId"] == "external-1"
-    assert runtime.stores("orders").dead_letters.list_letters() == []
+    assert runtime.services().stores("orders").dead_letters.list_letters() == []

@@ -7,8 +7,8 @@ import pytest
 from azure.functions.servicebus import ServiceBusMessage
 
 from eventstore.errors import TransientError
-from functions import common
-from functions.common import retry_transient
+from functions import triggers
+from functions.triggers import retry_transient
 
 
 def message() -> ServiceBusMessage:
@@ -18,7 +18,7 @@ def message() -> ServiceBusMessage:
 
 @pytest.fixture(autouse=True)
 def no_waiting(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(common, "TRANSIENT_RETRY_DELAYS", (0.0, 0.0, 0.0))
+    monkeypatch.setattr(triggers, "TRANSIENT_RETRY_DELAYS", (0.0, 0.0, 0.0))
 
 
 def test_a_transient_failure_is_retried_in_place_until_it_succeeds() -> None:

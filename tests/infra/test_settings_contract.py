@@ -9,7 +9,7 @@ values replaced by placeholders). Then:
   Cosmos DB, `X__fullyQualifiedNamespace` for Service Bus) with `X__credential=managedidentity`
   and `X__clientId` (the apps have only user-assigned identities), never as a connection string;
 - every `%NAME%` binding expression is an app setting;
-- every setting the code reads (`functions.settings.SETTINGS_READ_BY_SERVICE`) is an app setting;
+- every setting the code reads (`app.settings.SETTINGS_READ_BY_SERVICE`) is an app setting;
 - the database, lease container and Service Bus entities the triggers name are the ones this
   app's identity has roles on;
 - no app setting value holds a key: no AccountKey=, SharedAccessKey= or list*() call.
@@ -184,10 +184,10 @@ def indexed_functions(service: str) -> list[dict[str, Any]]:
 @cache
 def settings_read_by_code() -> dict[str, frozenset[str]]:
     try:
-        from functions.settings import SETTINGS_READ_BY_SERVICE
+        from app.settings import SETTINGS_READ_BY_SERVICE
     except ImportError as error:
         pytest.fail(
-            "functions.settings.SETTINGS_READ_BY_SERVICE (dict[str, frozenset[str]]: service -> "
+            "app.settings.SETTINGS_READ_BY_SERVICE (dict[str, frozenset[str]]: service -> "
             f"settings the code reads) is required by the settings contract: {error}"
         )
     return dict(SETTINGS_READ_BY_SERVICE)

@@ -6,14 +6,27 @@ import itertools
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from domain.errors import InvalidTransition
-from domain.orders import AddItemToCart, CancelOrder, CreateOrder, OrderStatus, order_decider
+from domain.orders import (
+    ORDER_STREAM,
+    AddItemToCart,
+    CancelOrder,
+    CreateOrder,
+    ItemAddedToCart,
+    OrderCommand,
+    OrderEvent,
+    OrderState,
+    OrderStatus,
+    order_codec,
+    order_decider,
+)
 from eventstore.commands import CommandContext, CommandProcessor
 from eventstore.commit import Commit
-from eventstore.embedded.sqlite_store import EmbeddedDatabase
+from eventstore.embedded.store import EmbeddedDatabase
 from eventstore.errors import ConcurrencyError, TransientError
 from eventstore.ports import EventStore
 
@@ -24,7 +37,13 @@ def ctx() -> CommandContext:
 
 
 _CAUSES = itertools.count(1)
-STREAM = "order-o1"
+ORDER = "o1"
+STREAM = ORDER_STREAM.stream_id(ORDER)
+
+
+def orders(store: EventStore, **options: Any
+           ) -> CommandProcessor[OrderCommand, OrderEvent, OrderState]:
+    return CommandProcessor(store, ORDER_STREAM, order_decider, order_codec, **options)
 
 
 class CountingStore:
@@ -52,24 +71,23 @@ def database(tmp_path: Path) -> Iterator[EmbeddedDatabase]:
 
 def test_cold_command_reads_once_and_writes_once_warm_command_only_writes(
         database: EmbeddedDatabase) -> None:
-    CommandProcessor(database.events, order_decider).execute(
-        STREAM, CreateOrder("o1", "c1", "EUR"), ctx())
+    orders(database.events).execute(ORDER, CreateOrder("o1", "c1", "EUR"), ctx())
     store = CountingStore(database.events)
-    processor = CommandProcessor(store, order_decider)
+    processor = orders(store)
 
-    processor.execute(STREAM, AddItemToCart("p1", 1, 100), ctx())
+    processor.execute(ORDER, AddItemToCart("p1", 1, 100), ctx())
     assert (store.reads, store.appends) == (1, 1)
-    result = processor.execute(STREAM, AddItemToCart("p2", 2, 100), ctx())
+    result = processor.execute(ORDER, AddItemToCart("p2", 2, 100), ctx())
     assert (store.reads, store.appends) == (1, 2)
     assert result.version == 3 and result.state.total == 300
 
 
 def test_commit_carries_metadata_and_contiguous_versions(database: EmbeddedDatabase) -> None:
     ids = iter(f"event-{n}" for n in range(100))
-    processor = CommandProcessor(database.events, order_decider, clock=lambda: "2026-01-01T00:00Z",
+    processor = orders(database.events, clock=lambda: "2026-01-01T00:00Z",
                                  id_factory=lambda: next(ids))
-    processor.execute(STREAM, CreateOrder("o1", "c1", "EUR"), ctx())
-    processor.execute(STREAM, AddItemToCart("p1", 1, 100), ctx())
+    processor.execute(ORDER, CreateOrder("o1", "c1", "EUR"), ctx())
+    processor.execute(ORDER, AddItemToCart("p1", 1, 100), ctx())
     commits = database.events.read_stream(STREAM)
     assert [c.id for c in commits] == ["order-o1:1", "order-o1:2"]
     assert [e.event_id for c in commits for e in c.events] == ["event-0", "event-1"]
@@ -80,28 +98,28 @@ def test_commit_carries_metadata_and_contiguous_versions(database: EmbeddedDatab
 
 def test_no_op_command_writes_nothing(database: EmbeddedDatabase) -> None:
     store = CountingStore(database.events)
-    processor = CommandProcessor(store, order_decider)
-    processor.execute(STREAM, CreateOrder("o1", "c1", "EUR"), ctx())
-    first = processor.execute(STREAM, CancelOrder("no"), ctx())
-    again = processor.execute(STREAM, CancelOrder("no"), ctx())
-    assert again.appended == () and again.version == first.version == 2
+    processor = orders(store)
+    processor.execute(ORDER, CreateOrder("o1", "c1", "EUR"), ctx())
+    first = processor.execute(ORDER, CancelOrder("no"), ctx())
+    again = processor.execute(ORDER, CancelOrder("no"), ctx())
+    assert again.events == () and again.version == first.version == 2
     assert store.appends == 2
 
 
 def test_stale_cache_after_another_writer_re_decides_from_the_new_state(
         database: EmbeddedDatabase) -> None:
-    mine = CommandProcessor(database.events, order_decider)
-    theirs = CommandProcessor(database.events, order_decider)
-    mine.execute(STREAM, CreateOrder("o1", "c1", "EUR"), ctx())
-    theirs.execute(STREAM, AddItemToCart("p1", 1, 100), ctx())  # mine's cache is now stale
+    mine = orders(database.events)
+    theirs = orders(database.events)
+    mine.execute(ORDER, CreateOrder("o1", "c1", "EUR"), ctx())
+    theirs.execute(ORDER, AddItemToCart("p1", 1, 100), ctx())  # mine's cache is now stale
 
-    result = mine.execute(STREAM, AddItemToCart("p2", 1, 100), ctx())
+    result = mine.execute(ORDER, AddItemToCart("p2", 1, 100), ctx())
     assert result.version == 3
     assert [i.cart_item_id for i in result.state.items] == ["item-1", "item-2"]
 
-    theirs.execute(STREAM, CancelOrder("gone"), ctx())
+    theirs.execute(ORDER, CancelOrder("gone"), ctx())
     with pytest.raises(InvalidTransition):  # re-decided against Cancelled, not the stale Created
-        mine.execute(STREAM, AddItemToCart("p3", 1, 100), ctx())
+        mine.execute(ORDER, AddItemToCart("p3", 1, 100), ctx())
 
 
 def test_gives_up_with_a_conflict_error_after_the_bound(database: EmbeddedDatabase) -> None:
@@ -110,12 +128,11 @@ def test_gives_up_with_a_conflict_error_after_the_bound(database: EmbeddedDataba
             self.appends += 1
             raise ConcurrencyError("somebody else won")
 
-    CommandProcessor(database.events, order_decider).execute(
-        STREAM, CreateOrder("o1", "c1", "EUR"), ctx())
+    orders(database.events).execute(ORDER, CreateOrder("o1", "c1", "EUR"), ctx())
     store = AlwaysConflicting(database.events)
-    processor = CommandProcessor(store, order_decider, max_attempts=3)
+    processor = orders(store, max_attempts=3)
     with pytest.raises(ConcurrencyError, match="3 attempts"):
-        processor.execute(STREAM, AddItemToCart("p", 1, 1), ctx())
+        processor.execute(ORDER, AddItemToCart("p", 1, 1), ctx())
     assert store.appends == 3
 
 
@@ -123,18 +140,19 @@ def test_writers_in_separate_processors_never_lose_an_accepted_command(tmp_path:
     """Separate processors (think: scaled-out hosts) on one file race for each version."""
     path = tmp_path / "orders.db"
     with EmbeddedDatabase(path) as setup:
-        CommandProcessor(setup.events, order_decider).execute(
-            STREAM, CreateOrder("o1", "c1", "EUR"), ctx())
+        orders(setup.events).execute(ORDER, CreateOrder("o1", "c1", "EUR"), ctx())
     accepted: list[str] = []
     lock = threading.Lock()
 
     def writer(n: int) -> None:
         with EmbeddedDatabase(path) as db:
-            processor = CommandProcessor(db.events, order_decider, max_attempts=50)
+            processor = orders(db.events, max_attempts=50)
             for k in range(5):
-                result = processor.execute(STREAM, AddItemToCart(f"p{n}-{k}", 1, 1), ctx())
+                result = processor.execute(ORDER, AddItemToCart(f"p{n}-{k}", 1, 1), ctx())
                 with lock:
-                    accepted.append(result.appended[0].data["cartItemId"])
+                    added = result.events[0]
+                    assert isinstance(added, ItemAddedToCart)
+                    accepted.append(added.cart_item_id)
 
     threads = [threading.Thread(target=writer, args=(n,)) for n in range(4)]
     for thread in threads:
@@ -142,22 +160,22 @@ def test_writers_in_separate_processors_never_lose_an_accepted_command(tmp_path:
     for thread in threads:
         thread.join()
     with EmbeddedDatabase(path) as db:
-        state, version = CommandProcessor(db.events, order_decider).load(STREAM)
+        state, version = orders(db.events).load(ORDER)
     assert version == 21 and len(accepted) == 20
     assert sorted(i.cart_item_id for i in state.items) == sorted(accepted)
     assert state.status == OrderStatus.CREATED
 
 
 def test_load_at_least_catches_up_only_when_needed(database: EmbeddedDatabase) -> None:
-    writer = CommandProcessor(database.events, order_decider)
-    writer.execute(STREAM, CreateOrder("o1", "c1", "EUR"), ctx())
+    writer = orders(database.events)
+    writer.execute(ORDER, CreateOrder("o1", "c1", "EUR"), ctx())
     store = CountingStore(database.events)
-    reader = CommandProcessor(store, order_decider)
-    assert reader.load(STREAM)[1] == 1 and store.reads == 1
-    writer.execute(STREAM, AddItemToCart("p", 1, 1), ctx())
-    assert reader.load(STREAM)[1] == 1 and store.reads == 1  # cached is enough
-    assert reader.load(STREAM, at_least=2)[1] == 2 and store.reads == 2
-    assert reader.cached_version(STREAM) == 2
+    reader = orders(store)
+    assert reader.load(ORDER)[1] == 1 and store.reads == 1
+    writer.execute(ORDER, AddItemToCart("p", 1, 1), ctx())
+    assert reader.load(ORDER)[1] == 1 and store.reads == 1  # cached is enough
+    assert reader.load(ORDER, at_least=2)[1] == 2 and store.reads == 2
+    assert reader.cached_version(ORDER) == 2
 
 
 def test_a_refusal_on_cached_state_is_re_decided_on_the_current_state(
@@ -166,35 +184,35 @@ def test_a_refusal_on_cached_state_is_re_decided_on_the_current_state(
     confirmation arriving here must not be refused on the stale state."""
     from domain.orders import MarkOrderPaid, PrepareToPay
 
-    here = CommandProcessor(database.events, order_decider)
-    there = CommandProcessor(database.events, order_decider)
-    here.execute(STREAM, CreateOrder("o1", "c1", "EUR"), ctx())
-    here.execute(STREAM, AddItemToCart("p", 1, 100), ctx())  # cached here at version 2
-    there.execute(STREAM, PrepareToPay("pay-1", 100), ctx())
+    here = orders(database.events)
+    there = orders(database.events)
+    here.execute(ORDER, CreateOrder("o1", "c1", "EUR"), ctx())
+    here.execute(ORDER, AddItemToCart("p", 1, 100), ctx())  # cached here at version 2
+    there.execute(ORDER, PrepareToPay("pay-1", 100), ctx())
 
-    result = here.execute(STREAM, MarkOrderPaid("pay-1"), ctx())
+    result = here.execute(ORDER, MarkOrderPaid("pay-1"), ctx())
     assert result.version == 4 and result.state.status == OrderStatus.PAID
     with pytest.raises(InvalidTransition):  # refused on the current state, still refused
-        here.execute(STREAM, AddItemToCart("p", 1, 100), ctx())
+        here.execute(ORDER, AddItemToCart("p", 1, 100), ctx())
 
 
 def test_load_refresh_reads_what_other_instances_wrote(database: EmbeddedDatabase) -> None:
-    here = CommandProcessor(database.events, order_decider)
-    there = CommandProcessor(database.events, order_decider)
-    here.execute(STREAM, CreateOrder("o1", "c1", "EUR"), ctx())
-    there.execute(STREAM, AddItemToCart("p", 1, 100), ctx())
-    assert here.load(STREAM)[1] == 1
-    assert here.load(STREAM, refresh=True)[1] == 2
+    here = orders(database.events)
+    there = orders(database.events)
+    here.execute(ORDER, CreateOrder("o1", "c1", "EUR"), ctx())
+    there.execute(ORDER, AddItemToCart("p", 1, 100), ctx())
+    assert here.load(ORDER)[1] == 1
+    assert here.load(ORDER, refresh=True)[1] == 2
 
 
 def test_a_retried_command_is_answered_with_its_original_result(
         database: EmbeddedDatabase) -> None:
-    processor = CommandProcessor(database.events, order_decider)
-    processor.execute(STREAM, CreateOrder("o1", "c1", "EUR"), ctx())
+    processor = orders(database.events)
+    processor.execute(ORDER, CreateOrder("o1", "c1", "EUR"), ctx())
     retry = CommandContext("corr-1", "client-command-7")
-    first = processor.execute(STREAM, AddItemToCart("p", 1, 100), retry)
-    again = processor.execute(STREAM, AddItemToCart("p", 1, 100), retry)
-    assert again.version == first.version == 2 and again.appended == first.appended
+    first = processor.execute(ORDER, AddItemToCart("p", 1, 100), retry)
+    again = processor.execute(ORDER, AddItemToCart("p", 1, 100), retry)
+    assert again.version == first.version == 2 and again.events == first.events
     assert len(database.events.read_stream(STREAM)) == 2
 
 
@@ -208,13 +226,13 @@ def test_a_write_that_landed_unseen_is_recognised_when_the_command_is_retried(
             self.inner.append(commit)
             raise TransientError("timed out waiting for the response")
 
-    processor = CommandProcessor(database.events, order_decider)
-    processor.execute(STREAM, CreateOrder("o1", "c1", "EUR"), ctx())
-    flaky = CommandProcessor(TimesOutAfterWriting(database.events), order_decider)
-    flaky.load(STREAM)
+    processor = orders(database.events)
+    processor.execute(ORDER, CreateOrder("o1", "c1", "EUR"), ctx())
+    flaky = orders(TimesOutAfterWriting(database.events))
+    flaky.load(ORDER)
     retry = CommandContext("corr-1", "client-command-8")
     with pytest.raises(TransientError):
-        flaky.execute(STREAM, AddItemToCart("p", 1, 100), retry)
-    again = processor.execute(STREAM, AddItemToCart("p", 1, 100), retry)  # cache at version 1
-    assert again.version == 2 and again.appended[0].data["cartItemId"] == "item-1"
+        flaky.execute(ORDER, AddItemToCart("p", 1, 100), retry)
+    again = processor.execute(ORDER, AddItemToCart("p", 1, 100), retry)  # cache at version 1
+    assert again.version == 2 and again.events == (ItemAddedToCart("item-1", "p", 1, 100),)
     assert [c.version for c in database.events.read_stream(STREAM)] == [1, 2]

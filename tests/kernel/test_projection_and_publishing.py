@@ -7,13 +7,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from domain.views import apply_order_event
 
-from contracts.mapping import outbound
-from contracts.messages import OrderPaidV1
-from domain.orders import order_decider
-from eventstore.commit import Commit, EventRecord
-from eventstore.embedded.sqlite_store import EmbeddedDatabase
+from domain.orders import ORDER_STREAM, apply_order_event, order_codec
+from eventstore.commit import Commit, EventRecord, message_id
+from eventstore.embedded.store import EmbeddedDatabase
 from eventstore.errors import TransientError
 from eventstore.ports import OutboundMessage
 from eventstore.projection import (
@@ -25,8 +22,7 @@ from eventstore.projection import (
 )
 from eventstore.publishing import Publisher
 
-VIEW = ViewDefinition(decider=order_decider, view_id=lambda s: s.removeprefix("order-"),
-                      apply=apply_order_event)
+VIEW = ViewDefinition(ORDER_STREAM, order_codec, apply_order_event)
 
 
 def record(version: int, type_: str, data: dict[str, Any]) -> EventRecord:
@@ -88,7 +84,7 @@ def test_a_new_projector_version_rebuilds_views_from_scratch(database: EmbeddedD
     def buggy(view: dict[str, Any] | None, event: Any, version: int) -> dict[str, Any]:
         return {**apply_order_event(view, event, version), "total": -1}
 
-    v1 = ViewDefinition(decider=order_decider, view_id=VIEW.view_id, apply=buggy)
+    v1 = ViewDefinition(ORDER_STREAM, order_codec, buggy)
     commits = [commit(CREATED), commit(ADDED)]
     Projector(v1, database.views, database.dead_letters, "orders-projector-v1").handle(commits)
     Projector(VIEW, database.views, database.dead_letters, "orders-projector-v1").handle(commits)
@@ -119,8 +115,10 @@ def map_event(c: Commit, r: EventRecord) -> list[OutboundMessage]:
     if r.type == "NoSuchEvent":
         raise ValueError("cannot map")
     if r.type == "OrderCancelled":
-        return [outbound(OrderPaidV1(orderId="o1", customerId="c1", paymentId="x"), "orders",
-                         c, r)]
+        return [OutboundMessage(destination="orders", message_id=message_id(c.stream_id, r.version),
+                                subject="OrderCancelled", body={"orderId": "o1"},
+                                correlation_id=c.correlation_id,
+                                application_properties={"contractVersion": 1})]
     return []
 
 
@@ -130,7 +128,7 @@ def test_publisher_sends_one_batch_with_stream_version_ids_and_parks_poison(
     Publisher(map_event, sink, database.dead_letters, "pub").handle(
         [commit(CREATED), commit(ADDED, PAID_TOO_EARLY), commit(CANCELLED)])
     assert [(m.message_id, m.subject, m.destination) for m in sink.sent] == [
-        ("order-o1:4", "OrderPaid", "orders")]
+        ("order-o1:4", "OrderCancelled", "orders")]
     assert sink.sent[0].application_properties["contractVersion"] == 1
     assert [d.version for d in database.dead_letters.list_letters()] == [3]
 
@@ -159,4 +157,4 @@ def test_publisher_parks_an_undeliverable_message_and_sends_the_rest(
         [commit(CANCELLED), commit(CANCELLED, stream="order-o2")])
     assert [m.message_id for m in sink.sent] == ["order-o1:4"]
     assert [(d.stream_id, d.version, d.event_type) for d in
-            database.dead_letters.list_letters()] == [("order-o2", 4, "OrderPaid")]
+            database.dead_letters.list_letters()] == [("order-o2", 4, "OrderCancelled")]

@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from eventstore.embedded import sqlite_connection, sqlite_store
-from eventstore.embedded.sqlite_store import (
+from eventstore.embedded import sqlite
+from eventstore.embedded import store as embedded_store
+from eventstore.embedded.store import (
     EmbeddedDatabase,
     close_all,
     open_embedded_database,
@@ -23,7 +24,7 @@ from eventstore.embedded.sqlite_store import (
 from eventstore.errors import ConcurrencyError, TransientError
 from tests.contract.conftest import make_commit, new_stream
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(autouse=True)
@@ -74,7 +75,7 @@ def test_wait_for_commits_wakes_on_append_in_this_process(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # With the file re-checked only every 60 s, returning promptly proves the in-process wake-up.
-    monkeypatch.setattr(sqlite_store, "POLL_INTERVAL", 60.0)
+    monkeypatch.setattr(embedded_store, "POLL_INTERVAL", 60.0)
     database = open_embedded_database(tmp_path / "orders.db")
     stream = new_stream()
     database.events.append(make_commit(stream, 1))
@@ -207,7 +208,7 @@ def test_uses_wal_and_normal_sync(tmp_path: Path) -> None:
         assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
     finally:
         conn.close()
-    our_conn = sqlite_connection.connect(tmp_path / "orders.db")
+    our_conn = sqlite.connect(tmp_path / "orders.db")
     try:
         assert our_conn.execute("PRAGMA synchronous").fetchone() == (1,)  # NORMAL
     finally:
@@ -259,7 +260,7 @@ def test_checkpoints_must_come_from_the_feed(tmp_path: Path) -> None:
 def test_busy_database_raises_transient_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(sqlite_connection, "BUSY_TIMEOUT_MS", 50)
+    monkeypatch.setattr(sqlite, "BUSY_TIMEOUT_MS", 50)
     path = tmp_path / "orders.db"
     database = EmbeddedDatabase(path)
     blocker = sqlite3.connect(path, isolation_level=None)
@@ -282,7 +283,7 @@ def test_busy_database_raises_transient_error(
 CHILD = textwrap.dedent(
     """
     import sys
-    from eventstore.embedded.sqlite_store import open_embedded_database
+    from eventstore.embedded.store import open_embedded_database
     from eventstore.errors import ConcurrencyError
     from tests.contract.conftest import make_commit
 
