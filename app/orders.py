@@ -9,13 +9,13 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from app.ports import PaymentsGateway
 from contracts.messages import IntegrationMessage, PaymentCompletedV1, PaymentFailedV1
 from domain import orders as domain
-from eventstore.commands import CommandContext, CommandProcessor
+from eventstore.commands import CommandContext, CommandProcessor, fingerprint
 from eventstore.commit import JsonDict
 from eventstore.poison import parse_commits
 from eventstore.ports import DeadLetterStore, EventStore
@@ -29,6 +29,10 @@ log = logging.getLogger(__name__)
 # Bumping a prefix replays the feed from the beginning (a projection rebuild).
 ORDERS_PROJECTOR = "orders-projector-v1"
 ORDERS_PUBLISHER = "orders-publisher-v1"
+
+# Fixed forever: an order created with an Idempotency-Key gets the id derived from the key, so a
+# retried create names the same order and cannot create a second one.
+ORDER_ID_NAMESPACE = uuid.UUID("5f0c3b2e-6a8d-5c1e-9a47-0b7f2d9e4c31")
 
 OrderProcessor = CommandProcessor[domain.OrderCommand, domain.OrderEvent, domain.OrderState]
 
@@ -67,8 +71,10 @@ class OrdersService:
 
     # -- commands -------------------------------------------------------------------------------
 
-    def create_order(self, customer_id: str, currency: str, context: CommandContext) -> Created:
-        order_id = str(uuid.uuid4())
+    def create_order(self, customer_id: str, currency: str, context: CommandContext,
+                     idempotency_key: str | None = None) -> Created:
+        order_id = str(uuid.uuid5(ORDER_ID_NAMESPACE, idempotency_key) if idempotency_key
+                       else uuid.uuid4())
         result = self._orders.execute(order_id, domain.CreateOrder(order_id, customer_id,
                                                                     currency), context)
         return Created(order_id, result.version)
@@ -91,9 +97,18 @@ class OrdersService:
         decided at, so a retried checkout reuses the payment and a new attempt (after a failed
         payment or a cart change) gets a new one.
         """
-        # Fresh, not cached: another instance may have changed or checked out the order, and a
-        # payment id derived from a stale version would create a second payment.
-        state, version = self._orders.load(order_id, refresh=True)
+        # A retried checkout (same key, committed already, maybe elsewhere) gets its first
+        # answer, whatever happened to the order since.
+        context = replace(context, fingerprint=fingerprint("Checkout", order_id))
+        replayed = self._orders.recall(order_id, context)
+        if replayed is not None:
+            prepared = next(e for e in replayed.events
+                            if isinstance(e, domain.OrderPreparedToPay))
+            return CheckedOut(prepared.payment_id, prepared.amount, prepared.currency,
+                              replayed.version)
+        # recall read the latest state: another instance may have changed or checked out the
+        # order, and a payment id derived from a stale version would create a second payment.
+        state, version = self._orders.load(order_id)
         command = domain.checkout_command(state, version)
         # Refusals happen before Payments is called; a retried checkout calls it no more.
         if domain.order_decider.decide(command, state):

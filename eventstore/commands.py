@@ -9,6 +9,10 @@ loser catches up from the version it knew and decides again.
 
 from __future__ import annotations
 
+import base64
+import dataclasses
+import hashlib
+import json
 import logging
 import threading
 import time
@@ -22,7 +26,7 @@ from domain.decider import Decider
 from domain.errors import DomainError
 from eventstore.clock import new_id, utc_now_iso
 from eventstore.commit import Commit, EventRecord
-from eventstore.errors import ConcurrencyError
+from eventstore.errors import ConcurrencyError, IdempotencyKeyReused
 from eventstore.ports import CostMeter, EventStore
 
 C = TypeVar("C")
@@ -36,10 +40,32 @@ RECENT_COMMITS = 32  # how far back a retried command (same causation id) is rec
 
 @dataclass(frozen=True)
 class CommandContext:
-    """Where a command came from: carried into every event it produces."""
+    """Where a command came from: carried into every event it produces.
+
+    ``causation_id`` names the command: a client's idempotency key, a message id, or a new id. A
+    command whose causation id is already on one of the stream's recent commits is a retry: it
+    is answered with that commit's result, provided it asks the same (``fingerprint``: by
+    default the command's type and content; a use case whose command is derived from state
+    fingerprints its request instead).
+    """
 
     correlation_id: str
     causation_id: str
+    fingerprint: str | None = None
+
+
+def fingerprint(kind: str, *content: object) -> str:
+    """A short, stable digest of what a request asks: its kind and its content."""
+    canonical = json.dumps([kind, *content], sort_keys=True, separators=(",", ":"),
+                           ensure_ascii=False, default=str)
+    digest = hashlib.sha256(canonical.encode("utf-8")).digest()[:15]
+    return base64.urlsafe_b64encode(digest).decode("ascii")
+
+
+def command_fingerprint(command: object) -> str:
+    fields = dataclasses.asdict(command) if dataclasses.is_dataclass(command) and \
+        not isinstance(command, type) else repr(command)
+    return fingerprint(type(command).__name__, fields)
 
 
 @dataclass(frozen=True)
@@ -54,13 +80,18 @@ class _Entry(Generic[S]):
     state: S
     version: int
     recent: tuple[Commit, ...] = ()  # the stream's latest commits, to recognise a retried command
+    first: Commit | None = None  # the creation commit: a retried create is recognised forever
 
     def replay_of(self, causation_id: str) -> Commit | None:
-        return next((c for c in self.recent if c.causation_id == causation_id), None)
+        found = next((c for c in self.recent if c.causation_id == causation_id), None)
+        if found is None and self.first is not None and self.first.causation_id == causation_id:
+            found = self.first
+        return found
 
     def advanced(self, state: S, commits: list[Commit]) -> _Entry[S]:
         version = commits[-1].version if commits else self.version
-        return _Entry(state, version, (*self.recent, *commits)[-RECENT_COMMITS:])
+        first = self.first or next((c for c in commits if c.first_version == 1), None)
+        return _Entry(state, version, (*self.recent, *commits)[-RECENT_COMMITS:], first)
 
 
 class CommandProcessor(Generic[C, E, S]):
@@ -133,8 +164,35 @@ class CommandProcessor(Generic[C, E, S]):
                  stream_id, result.version, cost.requests, cost.request_charge)
         return result
 
+    def recall(self, aggregate_id: str, context: CommandContext) -> CommandResult[S, E] | None:
+        """The result of the command this context names, if the stream already holds it (a
+        retry), read from the stream's latest state (so a ``load`` right after needs no
+        refresh): for a use case that must know before it acts outside the stream. Raises
+        IdempotencyKeyReused when the key was used for a different request."""
+        if context.fingerprint is None:
+            raise ValueError("recall needs the request's fingerprint in the context")
+        stream_id = self._category.stream_id(aggregate_id)
+        with self._stream_lock(stream_id):
+            # Fresh: the first attempt may have run on another instance.
+            entry = self._catch_up(stream_id, self._cached(stream_id))
+            return self._replay(entry, context, context.fingerprint)
+
+    def _replay(self, entry: _Entry[S], context: CommandContext, asked: str
+                ) -> CommandResult[S, E] | None:
+        replayed = entry.replay_of(context.causation_id)
+        if replayed is None:
+            return None
+        if replayed.fingerprint and replayed.fingerprint != asked:
+            raise IdempotencyKeyReused(
+                f"the key {context.causation_id!r} was already used for another request on this "
+                "stream; send a new key for a new request")
+        # The same command (a client retry after a timeout, a redelivered message) was already
+        # committed: answer what it did instead of doing it again.
+        return CommandResult(entry.state, replayed.version, self._decoded(replayed))
+
     def _execute(self, stream_id: str, command: C, context: CommandContext
                  ) -> CommandResult[S, E]:
+        asked = context.fingerprint or command_fingerprint(command)
         with self._stream_lock(stream_id):
             entry = self._cached(stream_id)
             current = entry is None  # is the state known to be the stream's latest?
@@ -142,11 +200,9 @@ class CommandProcessor(Generic[C, E, S]):
                 entry = self._catch_up(stream_id, None)
             attempts = 0
             while True:
-                replayed = entry.replay_of(context.causation_id)
+                replayed = self._replay(entry, context, asked)
                 if replayed is not None:
-                    # The same command (a client retry after a timeout, a redelivered message)
-                    # was already committed: answer what it did instead of doing it again.
-                    return CommandResult(entry.state, replayed.version, self._decoded(replayed))
+                    return replayed
                 try:
                     events = self._decider.decide(command, entry.state)
                 except DomainError:
@@ -159,7 +215,7 @@ class CommandProcessor(Generic[C, E, S]):
                     continue
                 if not events:
                     return CommandResult(entry.state, entry.version, ())
-                commit = self._commit(stream_id, entry.version, events, context)
+                commit = self._commit(stream_id, entry.version, events, context, asked)
                 try:
                     self._store.append(commit)
                 except ConcurrencyError:
@@ -181,8 +237,8 @@ class CommandProcessor(Generic[C, E, S]):
                 self._remember(stream_id, entry)
                 return CommandResult(entry.state, commit.version, tuple(events))
 
-    def _commit(self, stream_id: str, version: int, events: list[E], context: CommandContext
-                ) -> Commit:
+    def _commit(self, stream_id: str, version: int, events: list[E], context: CommandContext,
+                asked: str) -> Commit:
         now = self._clock()
         records = []
         for offset, event in enumerate(events, start=1):
@@ -202,6 +258,7 @@ class CommandProcessor(Generic[C, E, S]):
             correlation_id=context.correlation_id,
             causation_id=context.causation_id,
             committed_at=now,
+            fingerprint=asked,
         )
 
     def _catch_up(self, stream_id: str, entry: _Entry[S] | None) -> _Entry[S]:

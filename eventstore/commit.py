@@ -36,6 +36,15 @@ class EventRecord:
     occurred_at: str
     data: JsonDict
 
+    def __post_init__(self) -> None:
+        # Checked at construction, so append refuses what no reader could decode later.
+        if not isinstance(self.data, dict):
+            raise ValueError(f"event data must be a JSON object, got {type(self.data).__name__}")
+        if not isinstance(self.type, str) or not self.type:
+            raise ValueError("an event needs a type name")
+        if not isinstance(self.schema_version, int) or self.schema_version < 1:
+            raise ValueError(f"schema version must be >= 1, got {self.schema_version!r}")
+
     def to_document(self) -> JsonDict:
         return {
             "version": self.version,
@@ -54,8 +63,14 @@ class EventRecord:
             type=str(doc["type"]),
             schema_version=int(doc["schemaVersion"]),
             occurred_at=str(doc["occurredAt"]),
-            data=dict(doc["data"]),
+            data=_object(doc["data"]),
         )
+
+
+def _object(value: Any) -> JsonDict:
+    if not isinstance(value, Mapping):
+        raise ValueError(f"event data must be a JSON object, got {type(value).__name__}")
+    return dict(value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,10 +79,13 @@ class Commit:
     stream_type: str
     events: tuple[EventRecord, ...]
     correlation_id: str
-    causation_id: str
+    causation_id: str  # the command's idempotency key, message id, or a new id
     committed_at: str
+    fingerprint: str = ""  # what the command asked (see eventstore.commands.fingerprint)
 
     def __post_init__(self) -> None:
+        if not self.stream_id or not self.stream_type:
+            raise ValueError("a commit needs a stream id and a stream type")
         if not self.events:
             raise ValueError("a commit holds at least one event")
         versions = [e.version for e in self.events]
@@ -97,6 +115,7 @@ class Commit:
             "correlationId": self.correlation_id,
             "causationId": self.causation_id,
             "committedAt": self.committed_at,
+            **({"fingerprint": self.fingerprint} if self.fingerprint else {}),
         }
 
     @classmethod
@@ -109,4 +128,5 @@ class Commit:
             correlation_id=str(doc["correlationId"]),
             causation_id=str(doc["causationId"]),
             committed_at=str(doc["committedAt"]),
+            fingerprint=str(doc.get("fingerprint") or ""),
         )

@@ -12,6 +12,11 @@ class ConcurrencyError(Exception):
     """A write lost an optimistic-concurrency race (stale expected version or ETag)."""
 
 
+class IdempotencyKeyReused(Exception):
+    """A retry key (Idempotency-Key, causation id) came back with a different request: it is
+    refused, never replayed (HTTP 422)."""
+
+
 class NotFound(Exception):
     """The aggregate (or the version of it) a read asked for does not exist."""
 

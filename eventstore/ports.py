@@ -31,10 +31,19 @@ class EventStore(Protocol):
 
 @dataclass(frozen=True)
 class FeedPage:
-    commits: list[Commit]
+    """Change-feed documents as stored, unparsed: a consumer parses each one at its own edge
+    (``eventstore.poison.parse_commits``), so a document that is not a valid commit is parked
+    there instead of failing the read for every consumer."""
+
+    documents: list[JsonDict]
     checkpoint: str | None
-    """Opaque position after these commits; pass it to the next read. None only when the feed is
-    empty and nothing was ever read."""
+    """Opaque position after these documents; pass it to the next read. None only when the feed
+    is empty and nothing was ever read."""
+
+    @property
+    def commits(self) -> list[Commit]:
+        """The documents parsed; raises on the first that is not a valid commit."""
+        return [Commit.from_document(document) for document in self.documents]
 
 
 class ChangeFeed(Protocol):

@@ -35,7 +35,7 @@ from domain.errors import (
 )
 from eventstore.clock import new_id
 from eventstore.commands import CommandContext
-from eventstore.errors import ConcurrencyError, NotFound, TransientError
+from eventstore.errors import ConcurrencyError, IdempotencyKeyReused, NotFound, TransientError
 
 log = logging.getLogger(__name__)
 
@@ -124,15 +124,32 @@ def min_version(req: func.HttpRequest) -> int:
     return int(raw)
 
 
+MAX_KEY_LENGTH = 128
+
+
+def idempotency_key(req: func.HttpRequest) -> str | None:
+    """The client's Idempotency-Key: 1 to 128 printable ASCII characters (a UUID is ideal)."""
+    raw = req.headers.get(IDEMPOTENCY_HEADER)
+    if raw is None:
+        return None
+    key = str(raw).strip()
+    if not key or len(key) > MAX_KEY_LENGTH or not all(32 < ord(c) < 127 for c in key):
+        raise ApiError(400, "Invalid Idempotency-Key",
+                       f"{IDEMPOTENCY_HEADER} must be 1 to {MAX_KEY_LENGTH} printable ASCII "
+                       "characters without spaces, e.g. a UUID",
+                       [{"field": IDEMPOTENCY_HEADER, "message": "invalid key"}])
+    return key
+
+
 def command_context(req: func.HttpRequest) -> CommandContext:
     """Correlation id from the caller (or new). The causation id names the command: the client's
     Idempotency-Key (so a retried request is recognised and answered with the original result),
     else the calling service's command (X-Causation-Id), else this request."""
     def header(name: str) -> str:
-        return str(req.headers.get(name) or "").strip()[:128]
+        return str(req.headers.get(name) or "").strip()[:MAX_KEY_LENGTH]
 
     correlation = header(CORRELATION_HEADER) or new_id()
-    causation = header(IDEMPOTENCY_HEADER) or header(CAUSATION_HEADER) or new_id()
+    causation = idempotency_key(req) or header(CAUSATION_HEADER) or new_id()
     return CommandContext(correlation_id=correlation, causation_id=causation)
 
 
@@ -185,6 +202,9 @@ def http_endpoint(handler: Handler) -> Handler:
             response = problem(404, f"{error.what.capitalize()} {title}", error.detail)
         except ConcurrencyError as error:
             response = problem(409, "Concurrent modification", str(error))
+        except IdempotencyKeyReused as error:
+            response = problem(422, "Idempotency-Key already used", str(error),
+                               [{"field": IDEMPOTENCY_HEADER, "message": str(error)}])
         except PaymentRefused as error:
             response = problem(409, "Payment refused", str(error))
         except PaymentsMisconfigured as error:

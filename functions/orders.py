@@ -15,6 +15,7 @@ from functions import runtime
 from functions.http import (
     command_context,
     http_endpoint,
+    idempotency_key,
     json_response,
     min_version,
     read_json,
@@ -65,7 +66,8 @@ def _order_id(req: func.HttpRequest) -> str:
 @http_endpoint
 def create_order(req: func.HttpRequest) -> func.HttpResponse:
     body = read_json(req, CreateOrderBody)
-    created = _orders().create_order(body.customerId, body.currency, command_context(req))
+    created = _orders().create_order(body.customerId, body.currency, command_context(req),
+                                     idempotency_key(req))
     location = req.url.split("?")[0].rstrip("/") + f"/{created.order_id}"
     return json_response({"orderId": created.order_id, "version": created.version}, 201,
                          {"Location": location})

@@ -102,6 +102,16 @@ POLL_INTERVAL = 0.25
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
+def _loads_document(text: str) -> JsonDict:
+    """A stored commit document; what is not even a JSON object is handed on wrapped, so the
+    consumer parks it with its raw text instead of the read failing."""
+    try:
+        document = json.loads(text)
+    except ValueError as error:
+        return {"raw": text, "parseError": str(error)}
+    return document if isinstance(document, dict) else {"raw": text}
+
+
 def _parse_checkpoint(checkpoint: str | None) -> int:
     if checkpoint is None:
         return 0
@@ -161,9 +171,9 @@ class SqliteEventStore:
         with self._file.translated():
             rows = self._file.read().execute(_SELECT_FEED, (after, max_items)).fetchall()
         if not rows:
-            return FeedPage(commits=[], checkpoint=checkpoint)
-        commits = [Commit.from_document(json.loads(document)) for _, document in rows]
-        return FeedPage(commits=commits, checkpoint=str(rows[-1][0]))
+            return FeedPage(documents=[], checkpoint=checkpoint)
+        return FeedPage(documents=[_loads_document(document) for _, document in rows],
+                        checkpoint=str(rows[-1][0]))
 
     def head_checkpoint(self) -> str | None:
         """The checkpoint after the newest commit (None when the feed is empty)."""

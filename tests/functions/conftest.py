@@ -105,6 +105,17 @@ def http(
     return response_result(response)
 
 
+def parse_all(documents: list[dict[str, Any]]) -> list[Commit]:
+    """The documents that are valid commits (the rest the functions park)."""
+    parsed = []
+    for document in documents:
+        try:
+            parsed.append(Commit.from_document(document))
+        except (KeyError, TypeError, ValueError):
+            continue
+    return parsed
+
+
 def documents_of(commits: list[Commit]) -> func.DocumentList:
     """Commits as the Cosmos DB trigger passes them: a DocumentList of Documents."""
     return func.DocumentList([func.Document.from_dict(c.to_document()) for c in commits])
@@ -201,15 +212,15 @@ class Harness:
         while True:
             checkpoint = self._checkpoints.get(id(function))
             page = store.read_feed(checkpoint, max_items)
-            if not page.commits:
+            if not page.documents:
                 return delivered
-            function(documents_of(page.commits))
+            function(func.DocumentList([func.Document.from_dict(d) for d in page.documents]))
             self._checkpoints[id(function)] = page.checkpoint
-            delivered.extend(page.commits)
+            delivered.extend(parse_all(page.documents))
 
     def feed(self, service: ServiceName) -> list[Commit]:
         """The service's whole change feed, from the beginning."""
-        return self.stores(service).events.read_feed(None, 10_000).commits
+        return parse_all(self.stores(service).events.read_feed(None, 10_000).documents)
 
     # -- bus ------------------------------------------------------------------------------------
 

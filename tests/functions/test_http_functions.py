@@ -1,4 +1,4 @@
-"""The HTTP API (README "HTTP API"), invoked with real func.HttpRequest objects on the embedded backend."""
+"""The HTTP API, invoked with real func.HttpRequest objects on the embedded backend."""
 
 from __future__ import annotations
 

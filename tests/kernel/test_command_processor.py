@@ -18,16 +18,17 @@ from domain.orders import (
     CreateOrder,
     ItemAddedToCart,
     OrderCommand,
+    OrderCreated,
     OrderEvent,
     OrderState,
     OrderStatus,
     order_codec,
     order_decider,
 )
-from eventstore.commands import CommandContext, CommandProcessor
+from eventstore.commands import CommandContext, CommandProcessor, fingerprint
 from eventstore.commit import Commit
 from eventstore.embedded.store import EmbeddedDatabase
-from eventstore.errors import ConcurrencyError, TransientError
+from eventstore.errors import ConcurrencyError, IdempotencyKeyReused, TransientError
 from eventstore.ports import EventStore
 
 
@@ -236,3 +237,40 @@ def test_a_write_that_landed_unseen_is_recognised_when_the_command_is_retried(
     again = processor.execute(ORDER, AddItemToCart("p", 1, 100), retry)  # cache at version 1
     assert again.version == 2 and again.events == (ItemAddedToCart("item-1", "p", 1, 100),)
     assert [c.version for c in database.events.read_stream(STREAM)] == [1, 2]
+
+
+def test_a_key_reused_for_another_command_is_refused_not_replayed(
+        database: EmbeddedDatabase) -> None:
+    processor = orders(database.events)
+    processor.execute(ORDER, CreateOrder("o1", "c1", "EUR"), ctx())
+    key = CommandContext("corr-1", "client-key-1")
+    processor.execute(ORDER, AddItemToCart("p", 1, 100), key)
+    with pytest.raises(IdempotencyKeyReused, match="client-key-1"):
+        processor.execute(ORDER, AddItemToCart("p", 2, 100), key)  # same kind, other content
+    with pytest.raises(IdempotencyKeyReused):
+        orders(database.events).execute(ORDER, CancelOrder("x"), key)  # another instance too
+    assert len(database.events.read_stream(STREAM)) == 2
+
+
+def test_a_retried_create_is_recognised_however_long_the_stream_grew(
+        database: EmbeddedDatabase) -> None:
+    key = CommandContext("corr-1", "create-key")
+    orders(database.events).execute(ORDER, CreateOrder("o1", "c1", "EUR"), key)
+    writer = orders(database.events)
+    for n in range(40):  # beyond the window of recent commits
+        writer.execute(ORDER, AddItemToCart(f"p{n}", 1, 1), ctx())
+    again = orders(database.events).execute(ORDER, CreateOrder("o1", "c1", "EUR"), key)
+    assert again.version == 1 and again.events == (OrderCreated("o1", "c1", "EUR"),)
+
+
+def test_recall_finds_a_command_committed_by_another_instance(database: EmbeddedDatabase) -> None:
+    key = CommandContext("corr-1", "checkout-key", fingerprint=fingerprint("Checkout", ORDER))
+    here, there = orders(database.events), orders(database.events)
+    here.execute(ORDER, CreateOrder("o1", "c1", "EUR"), ctx())
+    assert here.recall(ORDER, key) is None
+    there.execute(ORDER, AddItemToCart("p", 1, 1), key)
+    recalled = here.recall(ORDER, key)
+    assert recalled is not None and recalled.version == 2
+    other = CommandContext("corr-1", "checkout-key", fingerprint=fingerprint("Cancel", ORDER))
+    with pytest.raises(IdempotencyKeyReused):
+        here.recall(ORDER, other)

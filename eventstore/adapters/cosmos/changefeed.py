@@ -18,7 +18,6 @@ from azure.cosmos import ContainerProxy
 
 from eventstore.adapters.cosmos.errors import read_or_none, translated
 from eventstore.adapters.cosmos.metering import REQUEST_METER, RequestMeter
-from eventstore.commit import Commit
 from eventstore.ports import FeedPage
 
 
@@ -80,13 +79,10 @@ class CosmosChangeFeed:
                 # by_page() is typed as a plain iterator; the object is the SDK's page iterator.
                 token = getattr(pages, "continuation_token", None)
         if not documents:
-            return FeedPage(commits=[], checkpoint=checkpoint)
+            return FeedPage(documents=[], checkpoint=checkpoint)
         if not isinstance(token, str):
             raise RuntimeError("the change feed returned items without a continuation token")
-        return FeedPage(
-            commits=[Commit.from_document(document) for document in documents],
-            checkpoint=token,
-        )
+        return FeedPage(documents=[dict(document) for document in documents], checkpoint=token)
 
     def _checkpoint_id(self, consumer: str) -> str:
         return f"checkpoint:{self._events.id}:{consumer}"
