@@ -7,7 +7,10 @@ import logging
 import sys
 from pathlib import Path
 
-from devhost.host import HostOptions, run
+from app.settings import SettingsError as AppSettingsError
+from devhost.datadir import DataDirectoryError
+from devhost.host import HostOptions, StartupError, run
+from devhost.http import HttpLimits
 from devhost.settings import SettingsError
 
 
@@ -30,14 +33,32 @@ def parse_args(argv: list[str] | None = None) -> HostOptions:
                         help="settings file (default: local.settings.json, else the example)")
     parser.add_argument("--reset", action="store_true",
                         help="delete the embedded data folder before starting")
+    parser.add_argument("--accept-missing-data", action="store_true",
+                        help="start even when one service's data file is missing or replaced "
+                        "while the others still refer to it (its data is lost)")
+    limits = HttpLimits()
+    parser.add_argument("--max-request-bytes", type=int, default=limits.max_request_bytes,
+                        help=f"largest request body the host reads (default "
+                        f"{limits.max_request_bytes}, the Functions host's limit)")
+    parser.add_argument("--body-timeout", type=float, default=limits.body_timeout,
+                        help=f"seconds a request body may take to arrive (default "
+                        f"{limits.body_timeout:g})")
+    parser.add_argument("--header-timeout", type=float, default=limits.header_timeout,
+                        help=f"seconds a request head may take to arrive (default "
+                        f"{limits.header_timeout:g})")
     parser.add_argument("--app-dir", type=Path, default=Path.cwd(),
                         help="function app root holding function_app.py (default: .)")
     args = parser.parse_args(argv)
     if not 0 < args.port < 65536:
         parser.error(f"--port must be 1..65535, got {args.port}")
+    if args.max_request_bytes < 1 or args.body_timeout <= 0 or args.header_timeout <= 0:
+        parser.error("--max-request-bytes, --body-timeout and --header-timeout must be positive")
     return HostOptions(app_dir=args.app_dir.resolve(), host=args.host, port=args.port,
                        backend=args.backend, data_dir=args.data_dir,
-                       settings_path=args.settings, reset=args.reset)
+                       settings_path=args.settings, reset=args.reset,
+                       accept_missing_data=args.accept_missing_data,
+                       limits=HttpLimits(args.max_request_bytes, args.body_timeout,
+                                         args.header_timeout))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -47,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     options = parse_args(argv)
     try:
         return run(options)
-    except SettingsError as error:
+    except (SettingsError, AppSettingsError, StartupError, DataDirectoryError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -1,12 +1,16 @@
-"""Delivers embedded-bus messages to Service Bus-triggered functions with peek-lock semantics:
-complete on success, abandon on failure (the delivery count rises; the bus dead-letters after the
-entity's max delivery count), several messages in flight per function."""
+"""Delivers embedded-bus messages to Service Bus-triggered functions as the Service Bus extension
+does: peek-lock, complete on success, abandon on failure (the bus dead-letters after the entity's
+max delivery count), ``maxConcurrentCalls`` messages in flight per function (host.json), and the
+lock renewed while a function runs (``maxAutoLockRenewalDuration``), so a slow function never has
+its message delivered a second time meanwhile."""
 
 from __future__ import annotations
 
 import json
 import logging
 import threading
+import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,6 +22,28 @@ from devhost.invocations import invoke
 log = logging.getLogger("devhost.bus")
 
 RECEIVE_WAIT_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class BusOptions:
+    """The Service Bus extension's settings from host.json (``extensions.serviceBus``)."""
+
+    max_concurrent_calls: int = 16
+    max_auto_lock_renewal: float = 300.0  # seconds; 0 turns renewal off
+
+    @classmethod
+    def from_host_json(cls, host_json: dict[str, Any]) -> BusOptions:
+        section = host_json.get("extensions", {}).get("serviceBus", {})
+        renewal = section.get("maxAutoLockRenewalDuration")
+        return cls(
+            max_concurrent_calls=int(section.get("maxConcurrentCalls", cls.max_concurrent_calls)),
+            max_auto_lock_renewal=_timespan(renewal) if renewal else cls.max_auto_lock_renewal,
+        )
+
+
+def _timespan(value: str) -> float:
+    hours, minutes, seconds = str(value).split(":")
+    return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
 
 
 def to_function_message(received: Any) -> ServiceBusMessage:
@@ -43,12 +69,51 @@ def to_function_message(received: Any) -> ServiceBusMessage:
     )
 
 
+class LockRenewer:
+    """Renews a message's lock at half its duration until stopped or the renewal budget ends."""
+
+    def __init__(self, bus: Any, message: Any, budget: float) -> None:
+        self._bus = bus
+        self._message = message
+        self._deadline = time.monotonic() + budget
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True,
+                                        name=f"lock:{message.message_id}")
+        self.renewals = 0
+
+    def __enter__(self) -> LockRenewer:
+        if time.monotonic() < self._deadline:
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        locked_until = self._message.locked_until.timestamp()
+        while not self._stop.is_set():
+            interval = max(0.05, (locked_until - time.time()) / 2)
+            if self._stop.wait(interval) or time.monotonic() >= self._deadline:
+                return
+            try:
+                locked_until = self._bus.renew_lock(self._message).timestamp()
+                self.renewals += 1
+            except Exception as error:  # lost: the message will be redelivered
+                log.warning("could not renew the lock of %s: %r", self._message.message_id,
+                            error)
+                return
+
+
 class BusWorker(threading.Thread):
-    def __init__(self, spec: BusSpec, bus: Any, stop: threading.Event, index: int) -> None:
+    def __init__(self, spec: BusSpec, bus: Any, stop: threading.Event, index: int,
+                 options: BusOptions | None = None) -> None:
         super().__init__(name=f"bus:{spec.name}:{index}", daemon=True)
         self.spec = spec
         self.bus = bus
         self.stop = stop
+        self.options = options or BusOptions()
 
     def run(self) -> None:
         while not self.stop.is_set():
@@ -56,6 +121,8 @@ class BusWorker(threading.Thread):
                 messages = self.bus.receive(self.spec.entity_path, max_messages=1,
                                             timeout=RECEIVE_WAIT_SECONDS)
             except Exception as error:
+                if self.stop.is_set():
+                    return
                 log.warning("%s: receive failed: %r", self.spec.name, error)
                 self.stop.wait(1.0)
                 continue
@@ -63,10 +130,11 @@ class BusWorker(threading.Thread):
                 self._deliver(message)
 
     def _deliver(self, message: Any) -> None:
+        detail = f"(message {message.message_id}, delivery {message.delivery_count})"
         try:
-            invoke(self.spec.name, self.spec.call,
-                   {self.spec.arg_name: to_function_message(message)},
-                   f"(message {message.message_id}, delivery {message.delivery_count})")
+            with LockRenewer(self.bus, message, self.options.max_auto_lock_renewal):
+                invoke(self.spec.name, self.spec.call,
+                       {self.spec.arg_name: to_function_message(message)}, detail)
         except Exception as error:
             log.warning("%s: message %s failed (delivery %d): %r; abandoning", self.spec.name,
                         message.message_id, message.delivery_count, error)

@@ -2,25 +2,30 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
-import shutil
+import os
 import sys
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 
 from devhost import settings as host_settings
-from devhost.bus import BusWorker
+from devhost.bus import BusOptions, BusWorker
+from devhost.datadir import DataDirectory, DataDirectoryError
 from devhost.feed import FeedPump
-from devhost.http import build_app
+from devhost.http import FunctionsHttpApp, HttpLimits, StrictHttpProtocol
 from devhost.indexing import AppIndex, index_app, load_app
 
 log = logging.getLogger("devhost")
 
-BUS_WORKERS_PER_FUNCTION = 4
+
+class StartupError(RuntimeError):
+    """The host cannot start; the message is one line that says why and what to do."""
 
 
 @dataclass(frozen=True)
@@ -32,28 +37,36 @@ class HostOptions:
     data_dir: Path | None = None
     settings_path: Path | None = None
     reset: bool = False
+    accept_missing_data: bool = False
+    limits: HttpLimits = field(default_factory=HttpLimits)
+
+
+def host_json(app_dir: Path) -> dict[str, Any]:
+    try:
+        document: dict[str, Any] = json.loads((app_dir / "host.json").read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except ValueError as error:
+        raise StartupError(f"{app_dir / 'host.json'} is not valid JSON: {error}") from None
+    return document
 
 
 def route_prefix(app_dir: Path) -> str:
-    try:
-        host_json = json.loads((app_dir / "host.json").read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return "api"
-    return str(host_json.get("extensions", {}).get("http", {}).get("routePrefix", "api"))
+    return str(host_json(app_dir).get("extensions", {}).get("http", {}).get("routePrefix", "api"))
+
+
+def data_directory(options: HostOptions, values: dict[str, str]) -> Path:
+    data_dir = options.data_dir or Path(os.environ.get("EMBEDDED_DATA_DIR")
+                                        or values.get("EMBEDDED_DATA_DIR") or ".data")
+    return data_dir if data_dir.is_absolute() else options.app_dir / data_dir
 
 
 def prepare(options: HostOptions) -> tuple[AppIndex, dict[str, str]]:
     """Export settings, load and index the app. Raises SettingsError with a clear message."""
-    import os
-
     values = host_settings.load_values(
         host_settings.settings_file(options.app_dir, options.settings_path))
-    data_dir = options.data_dir or Path(os.environ.get("EMBEDDED_DATA_DIR")
-                                        or values.get("EMBEDDED_DATA_DIR") or ".data")
-    if not data_dir.is_absolute():
-        data_dir = options.app_dir / data_dir
-    if options.reset and data_dir.exists():
-        shutil.rmtree(data_dir)
+    data_dir = data_directory(options, values)
+    if options.reset and DataDirectory(data_dir).reset():
         print(f"Removed local data in {data_dir}")
     overrides = {"BACKEND": options.backend, "EMBEDDED_DATA_DIR": str(data_dir)}
     if "PAYMENTS_API_BASE_URL" not in os.environ:
@@ -74,6 +87,19 @@ def _loopback_for(bind_address: str) -> str:
     return bind_address
 
 
+class _Server(uvicorn.Server):
+    """Announces the functions only once the port is bound (a failed bind says so instead)."""
+
+    def __init__(self, config: uvicorn.Config, banner: str) -> None:
+        super().__init__(config)
+        self._banner = banner
+
+    async def startup(self, sockets: Any = None) -> None:
+        await super().startup(sockets)
+        if self.started:
+            print(self._banner, flush=True)
+
+
 def run(options: HostOptions) -> int:
     """Run until Ctrl-C; the exit code is 1 when the HTTP server could not start."""
     index, _ = prepare(options)
@@ -81,33 +107,53 @@ def run(options: HostOptions) -> int:
     from functions import runtime
 
     services = runtime.services()
+    settings = services.settings
+    data = DataDirectory(settings.host.embedded_data_dir)
+    files = [f"{settings.database(s)}.db" for s in settings.services] + ["bus.db"]
+    if options.backend == "embedded":
+        data.hold()
+        try:
+            for warning in data.check(files, options.accept_missing_data):
+                log.warning(warning)
+        except DataDirectoryError as error:
+            data.release()
+            raise StartupError(str(error)) from None
     stop = threading.Event()
     threads: list[threading.Thread] = []
-    for spec in index.feeds:
-        threads.append(FeedPump(spec, services.stores_of_database(spec.database).events, stop))
-    if index.bus:
-        if isinstance(services.backend, EmbeddedBackend):
-            bus = services.backend.bus
-            for bus_spec in index.bus:
-                threads.extend(BusWorker(bus_spec, bus, stop, i)
-                               for i in range(BUS_WORKERS_PER_FUNCTION))
-        else:
-            log.warning("--backend azure: Service Bus-triggered functions are not run by this "
-                        "host (use `func start` for them); messages stay in Service Bus")
-    prefix = route_prefix(options.app_dir)
-    _print_banner(index, options, prefix)
-    for thread in threads:
-        thread.start()
-    config = uvicorn.Config(build_app(index.http, prefix), host=options.host, port=options.port,
-                            log_level="warning", access_log=False, lifespan="off")
-    server = uvicorn.Server(config)
     try:
-        server.run()
-    finally:
-        stop.set()
+        for spec in index.feeds:
+            threads.append(FeedPump(spec, _reachable(services, spec.database), stop))
+        if index.bus:
+            if isinstance(services.backend, EmbeddedBackend):
+                bus = services.backend.bus
+                bus_options = BusOptions.from_host_json(host_json(options.app_dir))
+                for bus_spec in index.bus:
+                    threads.extend(BusWorker(bus_spec, bus, stop, i, bus_options)
+                                   for i in range(bus_options.max_concurrent_calls))
+            else:
+                log.warning("--backend azure: Service Bus-triggered functions are not run by "
+                            "this host (use `func start` for them); messages stay in Service Bus")
+        if options.backend == "embedded":
+            data.register(files)
+        prefix = route_prefix(options.app_dir)
+        StrictHttpProtocol.header_timeout = options.limits.header_timeout
+        config = uvicorn.Config(
+            FunctionsHttpApp(index.http, prefix, options.limits), host=options.host,
+            port=options.port, log_level="warning", access_log=False, lifespan="off",
+            http=StrictHttpProtocol,
+            loop="uvloop" if importlib.util.find_spec("uvloop") else "asyncio")
+        server = _Server(config, _banner(index, options, prefix))
         for thread in threads:
-            thread.join(timeout=10)
+            thread.start()
+        try:
+            server.run()
+        finally:
+            stop.set()
+            for thread in threads:
+                thread.join(timeout=10)
+    finally:
         runtime.shutdown()
+        data.release()
         print("Host stopped.", flush=True)
     if not server.started:
         print(f"error: could not listen on {options.host}:{options.port}", file=sys.stderr)
@@ -115,7 +161,28 @@ def run(options: HostOptions) -> int:
     return 0
 
 
-def _print_banner(index: AppIndex, options: HostOptions, prefix: str) -> None:
+def _reachable(services: Any, database: str) -> Any:
+    """The database's event store, after one cheap read: an unreachable or misconfigured
+    backend stops the start with one line instead of feed pumps failing forever."""
+    from eventstore.errors import TransientError
+
+    try:
+        stores = services.stores_of_database(database)
+        stores.events.load_checkpoint("devhost-start-probe")
+    except TransientError as error:
+        raise StartupError(f"the event store of database {database!r} is unreachable: "
+                           f"{_first_line(error)}") from None
+    except (ValueError, LookupError, OSError) as error:
+        raise StartupError(f"the event store of database {database!r} cannot be used: "
+                           f"{_first_line(error)}") from None
+    return stores.events
+
+
+def _first_line(error: BaseException) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
+
+
+def _banner(index: AppIndex, options: HostOptions, prefix: str) -> str:
     base = f"http://{options.host}:{options.port}/{prefix}".rstrip("/")
     lines = [f"Local host ({options.backend} backend). Functions:"]
     for http_spec in index.http:
@@ -127,4 +194,5 @@ def _print_banner(index: AppIndex, options: HostOptions, prefix: str) -> None:
     for bus_spec in index.bus:
         lines.append(f"    {bus_spec.name}: serviceBusTrigger ({bus_spec.entity_path})")
     lines.append(f"Listening on {base} (Ctrl-C to stop)")
-    print("\n".join(lines), flush=True)
+    return "\n".join(lines)
+

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import random
 import re
 import sys
 from collections.abc import Callable, Mapping
@@ -17,6 +18,8 @@ import azure.functions as func
 
 from devhost.settings import SettingsError, require_connection, resolve
 
+RANDOMIZATION = 0.2  # the host's randomization factor for exponential backoff
+
 
 @dataclass(frozen=True)
 class RetryPolicy:
@@ -26,11 +29,17 @@ class RetryPolicy:
     minimum: float = 0.0
     maximum: float = 0.0
 
-    def delay_before(self, retry: int) -> float:
-        """Seconds to wait before retry number ``retry`` (1-based)."""
+    def delay_before(self, retry: int, rng: random.Random | None = None) -> float:
+        """Seconds to wait before retry number ``retry`` (1-based). Exponential backoff is
+        randomized as the Functions host randomizes it: the minimum first, then the minimum plus
+        minimum x 2^(retry-2) x a factor in [0.8, 1.2], up to the maximum, so that instances
+        retrying together spread out."""
         if self.strategy == "fixed_delay":
             return self.delay
-        return min(self.maximum, self.minimum * 2.0 ** min(retry - 1, 32))
+        if retry <= 1:
+            return min(self.minimum, self.maximum)
+        factor = (rng or random).uniform(1.0 - RANDOMIZATION, 1.0 + RANDOMIZATION)
+        return min(self.maximum, self.minimum + factor * self.minimum * 2.0 ** min(retry - 2, 32))
 
     def allows(self, retry: int) -> bool:
         return self.max_retry_count < 0 or retry <= self.max_retry_count

@@ -10,6 +10,7 @@ import functools
 import json
 import logging
 from collections.abc import Callable, Mapping
+from contextvars import ContextVar
 from typing import Any, TypeVar
 
 import azure.functions as func
@@ -141,15 +142,21 @@ def idempotency_key(req: func.HttpRequest) -> str | None:
     return key
 
 
+# The correlation id of the request this thread serves: the caller's, or one made for it once, so
+# the command records the same id the response (and the host's log line) shows.
+_correlation: ContextVar[str | None] = ContextVar("correlation_id", default=None)
+
+
+def _header(req: func.HttpRequest, name: str) -> str:
+    return str(req.headers.get(name) or "").strip()[:MAX_KEY_LENGTH]
+
+
 def command_context(req: func.HttpRequest) -> CommandContext:
     """Correlation id from the caller (or new). The causation id names the command: the client's
     Idempotency-Key (so a retried request is recognised and answered with the original result),
     else the calling service's command (X-Causation-Id), else this request."""
-    def header(name: str) -> str:
-        return str(req.headers.get(name) or "").strip()[:MAX_KEY_LENGTH]
-
-    correlation = header(CORRELATION_HEADER) or new_id()
-    causation = idempotency_key(req) or header(CAUSATION_HEADER) or new_id()
+    correlation = _correlation.get() or _header(req, CORRELATION_HEADER) or new_id()
+    causation = idempotency_key(req) or _header(req, CAUSATION_HEADER) or new_id()
     return CommandContext(correlation_id=correlation, causation_id=causation)
 
 
@@ -182,46 +189,54 @@ Handler = Callable[[func.HttpRequest], func.HttpResponse]
 
 
 def http_endpoint(handler: Handler) -> Handler:
-    """Turn exceptions into problem responses and echo the correlation id."""
+    """Turn exceptions into problem responses; every response carries the correlation id."""
 
     @functools.wraps(handler)
     def wrapper(req: func.HttpRequest) -> func.HttpResponse:
+        correlation = _header(req, CORRELATION_HEADER) or new_id()
+        token = _correlation.set(correlation)
         try:
-            body_size = len(req.get_body() or b"")
-            if body_size > MAX_BODY_BYTES:  # every route, also those that ignore the body
-                raise ApiError(413, "Payload too large",
-                               f"the body has {body_size} bytes; the limit is {MAX_BODY_BYTES}")
-            response = handler(req)
-        except ApiError as error:
-            response = problem(error.status, error.title, error.detail, error.errors,
-                               error.headers)
-        except DomainError as error:
-            response = _domain_problem(error, req)
-        except NotFound as error:
-            title = "not found" if error.version is None else "version not found"
-            response = problem(404, f"{error.what.capitalize()} {title}", error.detail)
-        except ConcurrencyError as error:
-            response = problem(409, "Concurrent modification", str(error))
-        except IdempotencyKeyReused as error:
-            response = problem(422, "Idempotency-Key already used", str(error),
-                               [{"field": IDEMPOTENCY_HEADER, "message": str(error)}])
-        except PaymentRefused as error:
-            response = problem(409, "Payment refused", str(error))
-        except PaymentsMisconfigured as error:
-            log.error("%s: %s", handler.__name__, error)
-            response = problem(502, "Payments unavailable",
-                               "the payment service could not be called; retry later")
-        except TransientError as error:
-            log.warning("transient failure in %s: %r", handler.__name__, error)
-            response = problem(503, "Service unavailable",
-                               "a backend is temporarily unavailable; retry shortly",
-                               headers={RETRY_AFTER_HEADER: "2"})
-        except Exception:
-            log.exception("unhandled error in %s", handler.__name__)
-            response = problem(500, "Internal error", "an unexpected error occurred")
-        correlation = req.headers.get(CORRELATION_HEADER)
-        if correlation:
-            response.headers[CORRELATION_HEADER] = correlation
+            response = _handle(handler, req)
+        finally:
+            _correlation.reset(token)
+        response.headers[CORRELATION_HEADER] = correlation
         return response
 
     return wrapper
+
+
+def _handle(handler: Handler, req: func.HttpRequest) -> func.HttpResponse:
+    try:
+        body_size = len(req.get_body() or b"")
+        if body_size > MAX_BODY_BYTES:  # every route, also those that ignore the body
+            raise ApiError(413, "Payload too large",
+                           f"the body has {body_size} bytes; the limit is {MAX_BODY_BYTES}")
+        response = handler(req)
+    except ApiError as error:
+        response = problem(error.status, error.title, error.detail, error.errors,
+                           error.headers)
+    except DomainError as error:
+        response = _domain_problem(error, req)
+    except NotFound as error:
+        title = "not found" if error.version is None else "version not found"
+        response = problem(404, f"{error.what.capitalize()} {title}", error.detail)
+    except ConcurrencyError as error:
+        response = problem(409, "Concurrent modification", str(error))
+    except IdempotencyKeyReused as error:
+        response = problem(422, "Idempotency-Key already used", str(error),
+                           [{"field": IDEMPOTENCY_HEADER, "message": str(error)}])
+    except PaymentRefused as error:
+        response = problem(409, "Payment refused", str(error))
+    except PaymentsMisconfigured as error:
+        log.error("%s: %s", handler.__name__, error)
+        response = problem(502, "Payments unavailable",
+                           "the payment service could not be called; retry later")
+    except TransientError as error:
+        log.warning("transient failure in %s: %r", handler.__name__, error)
+        response = problem(503, "Service unavailable",
+                           "a backend is temporarily unavailable; retry shortly",
+                           headers={RETRY_AFTER_HEADER: "2"})
+    except Exception:
+        log.exception("unhandled error in %s", handler.__name__)
+        response = problem(500, "Internal error", "an unexpected error occurred")
+    return response

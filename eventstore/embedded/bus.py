@@ -15,6 +15,7 @@ between threads.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sqlite3
 import threading
@@ -30,6 +31,8 @@ from typing import Any, Final, Literal
 from eventstore.commit import JsonDict
 from eventstore.embedded.sqlite import EmbeddedClosedError, SqliteFile
 from eventstore.ports import OutboundMessage
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "DEAD_LETTER_QUEUE_SUFFIX",
@@ -262,6 +265,11 @@ def _utc(timestamp: float) -> datetime:
 def _max_delivery_description(max_delivery_count: int) -> str:
     # The broker's own wording, so logs read the same locally and in Azure.
     return f"Message could not be consumed after {max_delivery_count} delivery attempts."
+
+
+def _log_dead_lettered(message_id: str, entity: str, reason: str, description: str) -> None:
+    log.warning("message %s dead-lettered on %s: %s (%s)", message_id, entity, reason,
+                description)
 
 
 def _check_name(what: str, name: str) -> None:
@@ -616,6 +624,9 @@ class EmbeddedBus:
                             for row in exhausted
                         ],
                     )
+                    for row in exhausted:
+                        _log_dead_lettered(row[1], base_path, MAX_DELIVERY_COUNT_EXCEEDED,
+                                           _max_delivery_description(max_count))
                 locks: list[tuple[str, float, int]] = []
                 for row in rows:
                     if max_count is not None and row[7] >= max_count:
@@ -665,7 +676,8 @@ class EmbeddedBus:
         with self._tx() as conn:
             entity = self._receivable_entity(conn, base_path)
             now = self._clock()
-            if not dead_letter and message.delivery_count >= entity.max_delivery_count:
+            exhausted = not dead_letter and message.delivery_count >= entity.max_delivery_count
+            if exhausted:
                 changed = conn.execute(
                     _DEAD_LETTER_LOCKED,
                     (
@@ -684,6 +696,9 @@ class EmbeddedBus:
                 ).rowcount
             if changed == 0:
                 raise self._lock_lost("abandon", message)
+        if exhausted:
+            _log_dead_lettered(message.message_id, base_path, MAX_DELIVERY_COUNT_EXCEEDED,
+                               _max_delivery_description(entity.max_delivery_count))
         self._notify()
 
     def dead_letter(
@@ -711,6 +726,7 @@ class EmbeddedBus:
         )
         if changed == 0:
             raise self._lock_lost("dead-letter", message)
+        _log_dead_lettered(message.message_id, base_path, reason or "", description or "")
 
     def renew_lock(self, message: ReceivedMessage) -> datetime:
         """Extend the lock by the entity's lock duration from now; returns the new expiry."""

@@ -3,6 +3,8 @@ and the clear errors for what it cannot run."""
 
 from __future__ import annotations
 
+import random
+
 import azure.functions as func
 import pytest
 
@@ -112,9 +114,30 @@ def test_an_http_function_without_route_or_methods_gets_the_defaults() -> None:
 # -- retry policies -------------------------------------------------------------------------------
 
 
-def test_exponential_backoff_doubles_from_the_minimum_up_to_the_maximum() -> None:
+class Pinned(random.Random):
+    """A random source that always answers the same point of the interval."""
+
+    def __init__(self, where: float) -> None:
+        super().__init__()
+        self.where = where
+
+    def uniform(self, a: float, b: float) -> float:
+        return a + (b - a) * self.where
+
+
+@pytest.mark.parametrize(("where", "factor"), [(0.0, 0.8), (0.5, 1.0), (1.0, 1.2)])
+def test_exponential_backoff_grows_from_the_minimum_randomized_as_the_host_does(
+        where: float, factor: float) -> None:
     policy = RetryPolicy("exponential_backoff", -1, minimum=1.0, maximum=60.0)
-    assert [policy.delay_before(n) for n in range(1, 9)] == [1, 2, 4, 8, 16, 32, 60, 60]
+    delays = [policy.delay_before(n, Pinned(where)) for n in range(1, 10)]
+    expected = [1.0] + [min(60.0, 1.0 + factor * 2 ** (n - 2)) for n in range(2, 10)]
+    assert delays == pytest.approx(expected)
+
+
+def test_exponential_backoff_of_instances_retrying_together_spreads_out() -> None:
+    policy = RetryPolicy("exponential_backoff", -1, minimum=1.0, maximum=600.0)
+    delays = {round(policy.delay_before(5, random.Random(seed)), 6) for seed in range(20)}
+    assert len(delays) > 10 and all(1 + 0.8 * 8 <= d <= 1 + 1.2 * 8 for d in delays)
 
 
 def test_exponential_delay_is_capped_even_after_very_many_retries() -> None:
