@@ -147,6 +147,8 @@ def run(options: HostOptions) -> int:
             thread.start()
         try:
             server.run()
+        except SystemExit:  # uvicorn exits when it cannot bind; say so below, once
+            pass
         finally:
             stop.set()
             for thread in threads:

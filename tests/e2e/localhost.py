@@ -38,9 +38,10 @@ def poll(probe: Callable[[], T | None], timeout: float, what: str, interval: flo
 
 class LocalHost:
     def __init__(self, data_dir: Path, env: Mapping[str, str] | None = None,
-                 backend: str = "embedded") -> None:
+                 backend: str = "embedded", args: tuple[str, ...] = ()) -> None:
         self.data_dir = data_dir
         self.backend = backend
+        self.args = args
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}/api"
         self.log_path = data_dir.parent / f"host-{self.port}.log"
@@ -53,7 +54,7 @@ class LocalHost:
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "devhost", "--port", str(self.port),
-             "--data-dir", str(self.data_dir), "--backend", self.backend],
+             "--data-dir", str(self.data_dir), "--backend", self.backend, *self.args],
             cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
         )
         poll(self._ready, 30, f"the local host on port {self.port} (log: {self.log_path})",

@@ -23,6 +23,7 @@ import pytest
 
 from app.adapters.payments_http import HttpPaymentsGateway
 from app.bootstrap import EmbeddedBackend, Services, ServiceStores, bootstrap
+from app.ports import Acquirer
 from app.settings import ServiceName, Settings
 from devhost.bus import to_function_message
 from eventstore.commit import Commit
@@ -146,7 +147,8 @@ class Harness:
     # -- the process ----------------------------------------------------------------------------
 
     def start(self, wrap_stores: Callable[[ServiceStores], ServiceStores] | None = None,
-              publisher: MessagePublisher | None = None) -> None:
+              publisher: MessagePublisher | None = None, acquirer: Acquirer | None = None
+              ) -> None:
         """(Re)start the app process: new Services over the same data, nothing cached; stores
         and the publisher can be replaced to inject faults."""
         runtime.shutdown()
@@ -156,7 +158,8 @@ class Harness:
                                       self.settings.orders.payments_api_key,
                                       transport=httpx.MockTransport(self.payments_transport))
         backend = FaultyBackend(EmbeddedBackend(self.settings), wrap_stores, publisher)
-        runtime.install(bootstrap(self.settings, backend=backend, payments_gateway=gateway))
+        runtime.install(bootstrap(self.settings, backend=backend, payments_gateway=gateway,
+                                  acquirer=acquirer))
 
     # -- HTTP -----------------------------------------------------------------------------------
 
