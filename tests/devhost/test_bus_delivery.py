@@ -20,7 +20,7 @@ from eventstore.embedded.bus import EmbeddedBus
 from eventstore.ports import OutboundMessage
 from functions import payments
 from tests.e2e.localhost import poll
-from tests.functions.conftest import Harness, embedded_app  # noqa: F401  (a fixture)
+from tests.functions.conftest import Harness
 
 ROOT = Path(__file__).resolve().parents[2]
 
