@@ -33,8 +33,8 @@ node_modules/.installed: package.json package-lock.json
 run: $(VENV)/.local-installed
 	$(BIN)/python -m devhost --port $(PORT) --backend $(BACKEND)
 
-reset:
-	rm -rf .data
+reset: $(VENV)/.local-installed
+	$(BIN)/python -m devhost.reset
 
 lint: $(VENV)/.dev-installed
 	$(BIN)/ruff check .
@@ -54,5 +54,5 @@ test: lint typecheck pytest checkov
 bench: $(VENV)/.dev-installed
 	$(BIN)/python -m bench
 
-clean: reset
-	rm -rf $(VENV) .venv-checkov node_modules .pytest_cache .mypy_cache .ruff_cache
+clean:
+	rm -rf .data $(VENV) .venv-checkov node_modules .pytest_cache .mypy_cache .ruff_cache

@@ -185,6 +185,10 @@ def test_reset_refuses_while_a_host_runs_on_the_data(tmp_path: Path) -> None:
     try:
         done = run_host(tmp_path, "--reset")
         assert done.returncode == 2 and "stop it" in done.stderr
+        alone = subprocess.run([sys.executable, "-m", "devhost.reset", "--data-dir",
+                                str(tmp_path / "data")], cwd=ROOT, capture_output=True,
+                               text=True, timeout=60, check=False)
+        assert alone.returncode == 2 and "stop it" in alone.stderr
         assert (tmp_path / "data" / "orders.db").exists()
     finally:
         running.stop()
