@@ -20,7 +20,7 @@ _COMMON = frozenset({
 SETTINGS_READ_BY_SERVICE: dict[str, frozenset[str]] = {
     "orders": _COMMON | {
         "ORDERS_DATABASE", "ORDERS_TOPIC", "PAYMENTS_TOPIC", "PAYMENTS_SUBSCRIPTION",
-        "PAYMENTS_API_BASE_URL", "PAYMENTS_API_KEY",
+        "PAYMENTS_API_BASE_URL",
     },
     "payments": _COMMON | {
         "PAYMENTS_DATABASE", "PAYMENTS_TOPIC", "AUTHORIZATIONS_QUEUE",

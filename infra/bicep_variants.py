@@ -55,9 +55,8 @@ def render(text: str, variant: str, where: str = "<text>") -> str:
     rendered = _DEFAULT.sub(lambda m: m.group(1) + ("true" if isolated else "false"), rendered)
     for number, line in enumerate(rendered.splitlines(), start=1):
         # Strings and comments may name the parameter; only code counts.
-        line = _COMMENT.sub("", _STRING.sub("''", line))
-        line = _ALLOWED_USE.sub("", line)
-        if re.search(rf"\b{PARAM}\b", line):
+        code = _ALLOWED_USE.sub("", _COMMENT.sub("", _STRING.sub("''", line)))
+        if re.search(rf"\b{PARAM}\b", code):
             raise VariantError(
                 f"{where}:{number}: {PARAM} is used in a form this renderer does not resolve "
                 f"(only `{PARAM} ? A : B` with single literals or references): {line.strip()}"

@@ -37,6 +37,10 @@ var dataSenderRoleId = '69a216fc-b8fb-44d8-bc22-1f3c2cd27a39'
 var dataReceiverRoleId = '4f6d3b9b-027b-4f4c-9142-0e5a2a2247e0'
 var dataOwnerRoleId = '090c5cfd-751d-490a-894a-3ce6f1109419'
 
+// The received entities in the same order, or none: index i still names the same entity.
+var scaleMonitoredQueues = scaleMonitoring ? receiveQueues : []
+var scaleMonitoredSubscriptions = scaleMonitoring ? receiveSubscriptions : []
+
 resource namespace 'Microsoft.ServiceBus/namespaces@2024-01-01' existing = {
   name: namespaceName
 }
@@ -100,7 +104,7 @@ resource subscriptionReceivers 'Microsoft.Authorization/roleAssignments@2022-04-
   }
 }]
 
-resource queueScaleMonitors 'Microsoft.Authorization/roleAssignments@2022-04-01' = [for (queue, i) in receiveQueues: if (scaleMonitoring) {
+resource queueScaleMonitors 'Microsoft.Authorization/roleAssignments@2022-04-01' = [for (queue, i) in scaleMonitoredQueues: {
   name: guid(queuesToReceive[i].id, principalId, dataOwnerRoleId)
   scope: queuesToReceive[i]
   properties: {
@@ -110,7 +114,7 @@ resource queueScaleMonitors 'Microsoft.Authorization/roleAssignments@2022-04-01'
   }
 }]
 
-resource subscriptionScaleMonitors 'Microsoft.Authorization/roleAssignments@2022-04-01' = [for (sub, i) in receiveSubscriptions: if (scaleMonitoring) {
+resource subscriptionScaleMonitors 'Microsoft.Authorization/roleAssignments@2022-04-01' = [for (sub, i) in scaleMonitoredSubscriptions: {
   name: guid(subscriptionsToReceive[i].id, principalId, dataOwnerRoleId)
   scope: subscriptionsToReceive[i]
   properties: {
