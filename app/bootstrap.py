@@ -18,6 +18,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from app.adapters.acquirer import SimulatedAcquirer
+from app.adapters.entra_auth import (
+    EntraTokenValidator,
+    JwksSource,
+    TokenProvider,
+    managed_identity_tokens,
+)
 from app.adapters.payments_http import HttpPaymentsGateway
 from app.integration import IntegrationEvents
 from app.orders import ORDERS_PROJECTOR, ORDERS_PUBLISHER, OrdersService
@@ -34,6 +40,8 @@ from eventstore.publishing import Publisher
 from eventstore.reads import ViewReader
 
 if TYPE_CHECKING:
+    from azure.core.credentials import TokenCredential
+
     from eventstore.embedded.bus import EmbeddedBus
 
 
@@ -157,7 +165,8 @@ class Services:
 
     def __init__(self, settings: Settings, backend: Backend, *,
                  payments_gateway: PaymentsGateway | None = None,
-                 acquirer: Acquirer | None = None) -> None:
+                 acquirer: Acquirer | None = None,
+                 payments_api_callers: EntraTokenValidator | None = None) -> None:
         self.settings = settings
         self.backend = backend
         self._payments_gateway = payments_gateway
@@ -166,6 +175,15 @@ class Services:
         self._stores: dict[str, ServiceStores] = {}
         self._orders: OrdersService | None = None
         self._payments: PaymentsService | None = None
+        self._callers = payments_api_callers
+
+    @property
+    def payments_api_callers(self) -> EntraTokenValidator | None:
+        """Who may call PUT /payments/{id}: None when nothing is checked (local runs)."""
+        with self._lock:
+            if self._callers is None and self.settings.auth.mode == "entra":
+                self._callers = payments_api_validator(self.settings)
+            return self._callers
 
     def stores(self, service: ServiceName) -> ServiceStores:
         return self.stores_of_database(self.settings.database(service))
@@ -207,7 +225,7 @@ class Services:
                                      orders.order_codec, meter=stores.meter)
         if self._payments_gateway is None:
             self._payments_gateway = HttpPaymentsGateway(config.payments_api_base_url,
-                                                         config.payments_api_key)
+                                                         payments_api_tokens(self.settings))
         mapper = IntegrationEvents(order_publications, orders.order_codec, stores.events,
                                    {Channel.ORDERS_TOPIC: config.orders_topic})
         return OrdersService(
@@ -242,11 +260,32 @@ class Services:
 
 def bootstrap(settings: Settings, *, backend: Backend | None = None,
               payments_gateway: PaymentsGateway | None = None,
-              acquirer: Acquirer | None = None) -> Services:
+              acquirer: Acquirer | None = None,
+              payments_api_callers: EntraTokenValidator | None = None) -> Services:
     if backend is None:
         backend = AzureBackend(settings) if settings.backend == "azure" else \
             EmbeddedBackend(settings)
-    return Services(settings, backend, payments_gateway=payments_gateway, acquirer=acquirer)
+    return Services(settings, backend, payments_gateway=payments_gateway, acquirer=acquirer,
+                    payments_api_callers=payments_api_callers)
+
+
+def payments_api_tokens(settings: Settings, credential: TokenCredential | None = None
+                        ) -> TokenProvider | None:
+    """Orders' tokens for the Payments API; None when the call stays anonymous."""
+    auth = settings.auth
+    if auth.mode == "none":
+        return None
+    return managed_identity_tokens(auth.audience, auth.client_id, credential)
+
+
+def payments_api_validator(settings: Settings, source: JwksSource | None = None
+                           ) -> EntraTokenValidator | None:
+    """Payments' check of its callers' tokens; None when nothing is checked."""
+    auth = settings.auth
+    if auth.mode == "none":
+        return None
+    return EntraTokenValidator.for_tenant(auth.tenant_id, [auth.audience], auth.allowed_callers,
+                                          source)
 
 
 def settings_from_environment() -> Settings:

@@ -64,7 +64,6 @@ class OrdersSettings(_Group):
     payments_topic: str = Field("payments", alias="PAYMENTS_TOPIC", min_length=1)
     payments_subscription: str = Field("orders", alias="PAYMENTS_SUBSCRIPTION", min_length=1)
     payments_api_base_url: str = Field("", alias="PAYMENTS_API_BASE_URL")
-    payments_api_key: str = Field("", alias="PAYMENTS_API_KEY", repr=False)
 
     @field_validator("payments_api_base_url")
     @classmethod
@@ -72,6 +71,49 @@ class OrdersSettings(_Group):
         if value and not value.startswith(("http://", "https://")):
             raise ValueError("must be an http:// or https:// URL")
         return value
+
+
+class ServiceAuthSettings(_Group):
+    """How Orders authenticates to Payments' PUT /payments/{id}: ``entra`` in Azure (a token of
+    Orders' managed identity, checked by Payments), ``none`` locally (as under func start)."""
+
+    mode: Literal["entra", "none"] = Field(alias="PAYMENTS_API_AUTH")
+    audience: str = Field("", alias="PAYMENTS_API_AUDIENCE")  # the Payments API app's client id
+    tenant_id: str = Field("", alias="PAYMENTS_API_TENANT_ID")
+    # The token's oid: object (principal) ids of the identities allowed to call, not client ids.
+    allowed_callers: tuple[str, ...] = Field((), alias="PAYMENTS_API_ALLOWED_CALLERS")
+    client_id: str = Field("", alias="AZURE_CLIENT_ID")  # Orders' user-assigned identity
+
+    CALLER: ClassVar[frozenset[str]] = frozenset(
+        {"PAYMENTS_API_AUTH", "PAYMENTS_API_AUDIENCE", "AZURE_CLIENT_ID"})
+    VALIDATOR: ClassVar[frozenset[str]] = frozenset(
+        {"PAYMENTS_API_AUTH", "PAYMENTS_API_AUDIENCE", "PAYMENTS_API_TENANT_ID",
+         "PAYMENTS_API_ALLOWED_CALLERS"})
+
+    @field_validator("mode", mode="before")
+    @classmethod
+    def _mode_lower(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("allowed_callers", mode="before")
+    @classmethod
+    def _callers(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    def check(self, services: tuple[ServiceName, ...]) -> None:
+        if self.mode == "none":
+            return
+        required = ({"PAYMENTS_API_AUDIENCE": self.audience}
+                    | ({"AZURE_CLIENT_ID": self.client_id} if "orders" in services else {})
+                    | ({"PAYMENTS_API_TENANT_ID": self.tenant_id,
+                        "PAYMENTS_API_ALLOWED_CALLERS": ",".join(self.allowed_callers)}
+                       if "payments" in services else {}))
+        for name, value in required.items():
+            if not value:
+                raise SettingsError(f"app setting {name} is required when PAYMENTS_API_AUTH=entra"
+                                    " (see docs/deploy.md)")
 
 
 class PaymentsSettings(_Group):
@@ -113,6 +155,7 @@ class Settings(BaseModel):
     containers: Containers
     orders: OrdersSettings
     payments: PaymentsSettings
+    auth: ServiceAuthSettings
     cosmos: CosmosConnection | None = None  # None on the embedded backend
     servicebus: ServiceBusConnection | None = None
 
@@ -141,12 +184,14 @@ class Settings(BaseModel):
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> Settings:
         """Parse and validate; raises SettingsError naming the first bad setting."""
-        values = {k: v for k, v in environ.items() if v != ""}
+        values = {k: v.strip() for k, v in environ.items() if v.strip()}
         host = _parse(HostSettings, values)
         orders = _parse(OrdersSettings, values)
         if "orders" in host.services and not orders.payments_api_base_url:
             raise SettingsError("app setting PAYMENTS_API_BASE_URL is not set: checkout calls "
                                 "Payments there (see local.settings.example.json)")
+        auth = _parse(ServiceAuthSettings, values)
+        auth.check(host.services)
         cosmos = servicebus = None
         if host.backend == "azure":
             try:
@@ -155,7 +200,7 @@ class Settings(BaseModel):
             except (CosmosConfigurationError, ServiceBusConfigurationError) as error:
                 raise SettingsError(str(error)) from None
         return cls(host=host, containers=_parse(Containers, values), orders=orders,
-                   payments=_parse(PaymentsSettings, values), cosmos=cosmos,
+                   payments=_parse(PaymentsSettings, values), auth=auth, cosmos=cosmos,
                    servicebus=servicebus)
 
 
@@ -167,17 +212,19 @@ def _parse(group: type[_G], values: Mapping[str, str]) -> _G:
         name = str(first["loc"][0]) if first["loc"] else group.__name__
         given = values.get(name)
         got = f", got {given!r}" if given is not None else ""
+        what = "is not set" if first["type"] == "missing" else f"{first['msg']}{got}"
         raise SettingsError(
-            f"app setting {name}: {first['msg']}{got} (see local.settings.example.json and the "
-            "README's settings table)"
+            f"app setting {name} {what} (see local.settings.example.json and the README's "
+            "settings table)"
         ) from None
 
 
 def settings_read_by(service: ServiceName) -> frozenset[str]:
     """The names a service's functions read when they run in Azure (the settings contract)."""
     group = OrdersSettings if service == "orders" else PaymentsSettings
+    auth = ServiceAuthSettings.CALLER if service == "orders" else ServiceAuthSettings.VALIDATOR
     common = HostSettings.names() - Settings.LOCAL_ONLY
-    return common | Containers.names() | group.names() | CONNECTIONS
+    return common | Containers.names() | group.names() | auth | CONNECTIONS
 
 
 SETTINGS_READ_BY_SERVICE: dict[str, frozenset[str]] = {s: settings_read_by(s)

@@ -16,7 +16,7 @@ from typing import Any
 
 import azure.functions as func
 
-from devhost.settings import SettingsError, require_connection, resolve
+from devhost.settings import IDENTITY_KEYS, SettingsError, require_connection, resolve
 
 RANDOMIZATION = 0.2  # the host's randomization factor for exponential backoff
 
@@ -138,7 +138,7 @@ def index_app(app: func.FunctionApp, settings: Mapping[str, str]) -> AppIndex:
                                  route=route, auth_level=str(trigger.get("authLevel", "")),
                                  pattern=pattern, specificity=specificity))
         elif kind == "cosmosDBTrigger":
-            require_connection(trigger["connection"], settings, where)
+            require_connection(trigger["connection"], settings, where, IDENTITY_KEYS[kind])
             retry = function.get_settings_dict("retry_policy")
             feeds.append(FeedSpec(
                 **common,
@@ -151,7 +151,7 @@ def index_app(app: func.FunctionApp, settings: Mapping[str, str]) -> AppIndex:
                 retry=_retry_policy(retry) if retry else None,
             ))
         elif kind == "serviceBusTrigger":
-            require_connection(trigger["connection"], settings, where)
+            require_connection(trigger["connection"], settings, where, IDENTITY_KEYS[kind])
             if "queueName" in trigger:
                 path = resolve(trigger["queueName"], settings, where)
             else:

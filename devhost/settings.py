@@ -59,9 +59,20 @@ def resolve(expression: str, settings: Mapping[str, str], where: str) -> str:
     return _EXPRESSION.sub(lookup, expression)
 
 
-def require_connection(name: str, settings: Mapping[str, str], where: str) -> None:
-    """A connection is a setting (connection string) or a NAME__* group (identity-based)."""
-    if settings.get(name) or any(k.startswith(f"{name}__") and v for k, v in settings.items()):
+# The key an identity-based connection cannot do without, per trigger type.
+IDENTITY_KEYS = {"cosmosDBTrigger": "accountEndpoint",
+                 "serviceBusTrigger": "fullyQualifiedNamespace"}
+
+
+def require_connection(name: str, settings: Mapping[str, str], where: str,
+                       identity_key: str) -> None:
+    """As the extensions resolve a connection: the setting itself (a connection string), or
+    the identity-based form, which needs ``{name}__{identity_key}`` (other ``{name}__*`` keys,
+    such as ``__clientId`` or ``__credential``, only qualify it)."""
+    if (settings.get(name) or "").strip() or (settings.get(f"{name}__{identity_key}")
+                                              or "").strip():
         return
-    raise SettingsError(f"{where}: connection {name!r} is not configured (set {name} or "
-                        f"{name}__accountEndpoint / {name}__fullyQualifiedNamespace)")
+    partial = sorted(k for k, v in settings.items() if k.startswith(f"{name}__") and v)
+    hint = f"; {', '.join(partial)} alone is not enough" if partial else ""
+    raise SettingsError(f"{where}: connection {name!r} is not configured: set {name} (a "
+                        f"connection string) or {name}__{identity_key} (identity-based){hint}")

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 import azure.functions as func
 from pydantic import BaseModel, ValidationError
 
+from app.adapters.entra_auth import EntraAuthError, EntraTokenValidator
 from app.ports import PaymentRefused, PaymentsMisconfigured
 from contracts.headers import (
     CAUSATION_HEADER,
@@ -114,6 +115,18 @@ def route_id(req: func.HttpRequest, name: str, what: str) -> str:
     except InvalidCommand:
         raise ApiError(404, f"{what.capitalize()} not found",
                        f"no {what} with id {value!r}") from None
+
+
+def require_caller(req: func.HttpRequest, callers: EntraTokenValidator | None) -> None:
+    """Refuse a request whose bearer token is not of an allowed caller (None: no check)."""
+    if callers is None:
+        return
+    try:
+        callers.authenticate(req.headers.get("Authorization"))
+    except EntraAuthError as error:
+        titles = {401: "Unauthorized", 403: "Forbidden", 503: "Service unavailable"}
+        raise ApiError(error.status_code, titles.get(error.status_code, "Refused"), str(error),
+                       headers=error.headers) from None
 
 
 def min_version(req: func.HttpRequest) -> int:

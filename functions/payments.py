@@ -18,6 +18,7 @@ from functions.http import (
     json_response,
     min_version,
     read_json,
+    require_caller,
     route_id,
 )
 from functions.triggers import (
@@ -49,11 +50,13 @@ def _payment_id(req: func.HttpRequest) -> str:
 
 
 @bp.function_name("payments_put")
-@bp.route(route="payments/{paymentId}", methods=["PUT"], auth_level=func.AuthLevel.FUNCTION)
+@bp.route(route="payments/{paymentId}", methods=["PUT"], auth_level=func.AuthLevel.ANONYMOUS)
 @http_endpoint
 def put_payment(req: func.HttpRequest) -> func.HttpResponse:
-    """201 when new, 200 when it exists with the same data (a retried PUT), 409 when it exists
-    with different data."""
+    """The service-to-service call of checkout: in Azure only the Orders identity may make it
+    (an Entra ID token, checked here). 201 when new, 200 when it exists with the same data (a
+    retried PUT), 409 when it exists with different data."""
+    require_caller(req, runtime.services().payments_api_callers)
     payment_id = _payment_id(req)
     body = read_json(req, PutPaymentBody)
     put = _payments().create_payment(payment_id, body.referenceId, body.amount, body.currency,

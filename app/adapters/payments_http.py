@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import httpx
 
+from app.adapters.entra_auth import TokenProvider, TokenUnavailableError
 from app.ports import PaymentRefused, PaymentsMisconfigured
 from contracts.headers import CAUSATION_HEADER, CORRELATION_HEADER
 from eventstore.commands import CommandContext
@@ -11,22 +12,31 @@ from eventstore.errors import TransientError
 
 
 class HttpPaymentsGateway:
-    def __init__(self, base_url: str, api_key: str = "", timeout: float = 10.0,
+    """Calls Payments with a token of this service's identity when ``tokens`` is given (Azure),
+    anonymously otherwise (the local host and func start, where Payments checks nothing)."""
+
+    def __init__(self, base_url: str, tokens: TokenProvider | None = None, timeout: float = 10.0,
                  transport: httpx.BaseTransport | None = None) -> None:
-        headers = {"x-functions-key": api_key} if api_key else {}
+        self._tokens = tokens
         # One pooled client per process: connection reuse matters on the checkout path.
-        self._client = httpx.Client(base_url=base_url.rstrip("/") + "/", headers=headers,
-                                    timeout=timeout, transport=transport)
+        self._client = httpx.Client(base_url=base_url.rstrip("/") + "/", timeout=timeout,
+                                    transport=transport)
 
     def create_payment(self, payment_id: str, reference_id: str, amount: int, currency: str,
                        context: CommandContext) -> None:
         """Idempotent: PUT answers 201 (created) or 200 (already there with the same data)."""
+        headers = {CORRELATION_HEADER: context.correlation_id,
+                   CAUSATION_HEADER: context.causation_id}
+        if self._tokens is not None:
+            try:
+                headers["Authorization"] = self._tokens.authorization_header()
+            except TokenUnavailableError as error:
+                raise TransientError(f"no token for the Payments API: {error}") from error
         try:
             response = self._client.put(
                 f"payments/{payment_id}",
                 json={"referenceId": reference_id, "amount": amount, "currency": currency},
-                headers={CORRELATION_HEADER: context.correlation_id,
-                         CAUSATION_HEADER: context.causation_id},
+                headers=headers,
             )
         except httpx.TransportError as error:
             raise TransientError(f"Payments API unreachable: {error}") from error

@@ -2,14 +2,25 @@
 // Service Bus. Keyless: every connection uses a user-assigned managed identity, and each identity
 // holds only the data-plane roles its own service needs:
 //
-//   identity   Cosmos DB (Built-in Data Contributor)   Service Bus                       Storage (Blob Data Owner)    Key Vault (Secrets User)
-//   orders     database orders                         send: topic orders                its own account               secret payments-api-key
-//                                                      receive: topic payments/sub orders
-//   payments   database payments                       send: topic payments, queue       its own account               -
-//                                                        payment-authorizations
-//                                                      receive: queue payment-authorizations
+//   identity   Cosmos DB (Built-in Data Contributor)   Service Bus                              Storage (Blob Data Owner)
+//   orders     database orders                         send: topic orders                       its own account
+//                                                      receive (+ Data Owner for scaling):
+//                                                        topic payments / subscription orders
+//   payments   database payments                       send: topic payments,                    its own account
+//                                                        queue payment-authorizations
+//                                                      receive (+ Data Owner for scaling):
+//                                                        queue payment-authorizations
 //
 // Both apps also hold Monitoring Metrics Publisher on Application Insights (Entra ID ingestion).
+//
+// Service to service: Orders calls PUT /api/payments/{id} with an Entra ID access token of its
+// managed identity for the Payments API application (infra/entra/payments-api.bicep); Payments
+// accepts only tokens whose caller object id is the Orders identity. No function key, no secret.
+//
+// networkIsolation = true adds a virtual network: both apps are VNet-integrated, Cosmos DB,
+// Service Bus (then Premium) and both storage accounts are reached through private endpoints and
+// have public network access off. The HTTP APIs stay public.
+//
 // Deploy with `azd up`, or see docs/deploy.md for `az deployment sub create`.
 
 targetScope = 'subscription'
@@ -64,8 +75,11 @@ param paymentsAcquirerDelayMs int = 1000
 @minValue(0)
 param paymentsDeclineAbove int = 100000
 
-@description('Key Vault purge protection (turn on for production; it blocks `azd down --purge`).')
-param keyVaultPurgeProtection bool = false
+@description('Isolated variant: virtual network, VNet integration of both apps, private endpoints and private DNS for Cosmos DB, Service Bus (Premium) and storage, public network access off on those services.')
+param networkIsolation bool = false
+
+@description('Grant each app Azure Service Bus Data Owner on the queue or subscription it receives from, so that scaling reads message counts (see docs/deploy.md for the trade-off).')
+param serviceBusScaleMonitoring bool = true
 
 @description('Replication of the two app storage accounts. Standard_ZRS needs a region with availability zones; several Flex Consumption regions (e.g. westus, northcentralus, westcentralus, ukwest) have none.')
 @allowed([
@@ -138,6 +152,7 @@ module cosmos 'modules/cosmos-account.bicep' = {
     name: 'cosmos-${resourceToken}'
     location: location
     tags: tags
+    networkIsolation: networkIsolation
   }
 }
 
@@ -186,6 +201,7 @@ module serviceBus 'modules/servicebus.bicep' = {
     paymentsTopicName: paymentsTopicName
     paymentsSubscriptionName: paymentsSubscriptionName
     authorizationsQueueName: authorizationsQueueName
+    networkIsolation: networkIsolation
   }
 }
 
@@ -204,6 +220,7 @@ module ordersServiceBusAccess 'modules/servicebus-access.bicep' = {
         subscription: serviceBus.outputs.paymentsSubscriptionName
       }
     ]
+    scaleMonitoring: serviceBusScaleMonitoring
   }
 }
 
@@ -222,6 +239,7 @@ module paymentsServiceBusAccess 'modules/servicebus-access.bicep' = {
     receiveQueues: [
       serviceBus.outputs.authorizationsQueueName
     ]
+    scaleMonitoring: serviceBusScaleMonitoring
   }
 }
 
@@ -237,6 +255,7 @@ module ordersStorage 'modules/storage.bicep' = {
     skuName: storageSkuName
     deploymentContainerName: 'app-package'
     blobDataOwnerPrincipalId: ordersIdentity.outputs.principalId
+    networkIsolation: networkIsolation
   }
 }
 
@@ -250,6 +269,86 @@ module paymentsStorage 'modules/storage.bicep' = {
     skuName: storageSkuName
     deploymentContainerName: 'app-package'
     blobDataOwnerPrincipalId: paymentsIdentity.outputs.principalId
+    networkIsolation: networkIsolation
+  }
+}
+
+// ---------------------------------------------------------------- network (networkIsolation only)
+
+module network 'modules/network.bicep' = if (networkIsolation) {
+  name: 'network'
+  scope: rg
+  params: {
+    name: 'vnet-${resourceToken}'
+    location: location
+    tags: tags
+  }
+}
+
+module cosmosEndpoint 'modules/private-endpoint.bicep' = if (networkIsolation) {
+  name: 'cosmos-endpoint'
+  scope: rg
+  params: {
+    name: 'pe-cosmos-${resourceToken}'
+    location: location
+    tags: tags
+    subnetId: networkIsolation ? network.outputs.privateEndpointSubnetId : ''
+    serviceId: cosmos.outputs.id
+    groupId: 'Sql'
+    privateDnsZoneId: networkIsolation ? network.outputs.cosmosDnsZoneId : ''
+  }
+}
+
+module serviceBusEndpoint 'modules/private-endpoint.bicep' = if (networkIsolation) {
+  name: 'servicebus-endpoint'
+  scope: rg
+  params: {
+    name: 'pe-sb-${resourceToken}'
+    location: location
+    tags: tags
+    subnetId: networkIsolation ? network.outputs.privateEndpointSubnetId : ''
+    serviceId: serviceBus.outputs.id
+    groupId: 'namespace'
+    privateDnsZoneId: networkIsolation ? network.outputs.serviceBusDnsZoneId : ''
+  }
+}
+
+module ordersStorageEndpoint 'modules/private-endpoint.bicep' = if (networkIsolation) {
+  name: 'orders-storage-endpoint'
+  scope: rg
+  params: {
+    name: 'pe-stord-${resourceToken}'
+    location: location
+    tags: tags
+    subnetId: networkIsolation ? network.outputs.privateEndpointSubnetId : ''
+    serviceId: ordersStorage.outputs.id
+    groupId: 'blob'
+    privateDnsZoneId: networkIsolation ? network.outputs.blobDnsZoneId : ''
+  }
+}
+
+module paymentsStorageEndpoint 'modules/private-endpoint.bicep' = if (networkIsolation) {
+  name: 'payments-storage-endpoint'
+  scope: rg
+  params: {
+    name: 'pe-stpay-${resourceToken}'
+    location: location
+    tags: tags
+    subnetId: networkIsolation ? network.outputs.privateEndpointSubnetId : ''
+    serviceId: paymentsStorage.outputs.id
+    groupId: 'blob'
+    privateDnsZoneId: networkIsolation ? network.outputs.blobDnsZoneId : ''
+  }
+}
+
+// ---------------------------------------------------------------- Payments API application (Entra ID)
+
+module paymentsApi '../entra/payments-api.bicep' = {
+  name: 'payments-api-application'
+  scope: rg
+  params: {
+    uniqueName: 'es-payments-api-${resourceToken}'
+    displayName: 'Payments API (${environmentName})'
   }
 }
 
@@ -259,7 +358,7 @@ var paymentsAppSettings = {
   SERVICES: 'payments'
   BACKEND: 'azure'
   AZURE_CLIENT_ID: paymentsIdentity.outputs.clientId
-  AzureWebJobsStorage__accountName: paymentsStorage.outputs.name
+  AzureWebJobsStorage__blobServiceUri: paymentsStorage.outputs.blobEndpoint
   AzureWebJobsStorage__credential: 'managedidentity'
   AzureWebJobsStorage__clientId: paymentsIdentity.outputs.clientId
   APPLICATIONINSIGHTS_CONNECTION_STRING: monitoring.outputs.applicationInsightsConnectionString
@@ -279,6 +378,11 @@ var paymentsAppSettings = {
   AUTHORIZATIONS_QUEUE: authorizationsQueueName
   PAYMENTS_ACQUIRER_DELAY_MS: string(paymentsAcquirerDelayMs)
   PAYMENTS_DECLINE_ABOVE: string(paymentsDeclineAbove)
+  // PUT /payments/{id} accepts only Entra ID tokens for the Payments API of the Orders identity.
+  PAYMENTS_API_AUTH: 'entra'
+  PAYMENTS_API_TENANT_ID: subscription().tenantId
+  PAYMENTS_API_AUDIENCE: paymentsApi.outputs.appId
+  PAYMENTS_API_ALLOWED_CALLERS: ordersIdentity.outputs.principalId
 }
 
 module paymentsApp 'modules/functionapp.bicep' = {
@@ -295,27 +399,21 @@ module paymentsApp 'modules/functionapp.bicep' = {
     deploymentContainerName: paymentsStorage.outputs.deploymentContainerName
     maximumInstanceCount: functionMaximumInstanceCount
     appSettings: paymentsAppSettings
+    virtualNetworkSubnetId: networkIsolation ? network.outputs.paymentsAppSubnetId : ''
   }
-  // Start the triggers only once their data-plane roles exist.
+  // The host starts with the app: everything it reaches at start-up exists first. Cosmos DB
+  // containers (leases included) and the data-plane role on the database; the Service Bus
+  // roles; the storage account and its blob role; the telemetry role; with networkIsolation,
+  // the private endpoints (without them the host cannot reach its storage at all).
   dependsOn: [
     paymentsDatabase
     paymentsServiceBusAccess
+    paymentsStorage
+    monitoring
+    cosmosEndpoint
+    serviceBusEndpoint
+    paymentsStorageEndpoint
   ]
-}
-
-// ---------------------------------------------------------------- Payments function key for Orders
-
-module keyVault 'modules/keyvault.bicep' = {
-  name: 'keyvault'
-  scope: rg
-  params: {
-    name: 'kv-${resourceToken}'
-    location: location
-    tags: tags
-    paymentsFunctionAppName: paymentsApp.outputs.name
-    secretReaderPrincipalId: ordersIdentity.outputs.principalId
-    enablePurgeProtection: keyVaultPurgeProtection
-  }
 }
 
 // ---------------------------------------------------------------- Orders app
@@ -324,7 +422,7 @@ var ordersAppSettings = {
   SERVICES: 'orders'
   BACKEND: 'azure'
   AZURE_CLIENT_ID: ordersIdentity.outputs.clientId
-  AzureWebJobsStorage__accountName: ordersStorage.outputs.name
+  AzureWebJobsStorage__blobServiceUri: ordersStorage.outputs.blobEndpoint
   AzureWebJobsStorage__credential: 'managedidentity'
   AzureWebJobsStorage__clientId: ordersIdentity.outputs.clientId
   APPLICATIONINSIGHTS_CONNECTION_STRING: monitoring.outputs.applicationInsightsConnectionString
@@ -344,8 +442,9 @@ var ordersAppSettings = {
   PAYMENTS_TOPIC: paymentsTopicName
   PAYMENTS_SUBSCRIPTION: paymentsSubscriptionName
   PAYMENTS_API_BASE_URL: paymentsApp.outputs.apiBaseUrl
-  // A Key Vault reference, resolved by App Service with the app's user-assigned identity.
-  PAYMENTS_API_KEY: '@Microsoft.KeyVault(SecretUri=${keyVault.outputs.paymentsApiKeySecretUri})'
+  // Orders' managed identity (AZURE_CLIENT_ID) asks Entra ID for a token for this audience.
+  PAYMENTS_API_AUTH: 'entra'
+  PAYMENTS_API_AUDIENCE: paymentsApi.outputs.appId
 }
 
 module ordersApp 'modules/functionapp.bicep' = {
@@ -362,11 +461,17 @@ module ordersApp 'modules/functionapp.bicep' = {
     deploymentContainerName: ordersStorage.outputs.deploymentContainerName
     maximumInstanceCount: functionMaximumInstanceCount
     appSettings: ordersAppSettings
+    virtualNetworkSubnetId: networkIsolation ? network.outputs.ordersAppSubnetId : ''
   }
-  // Start the triggers only once their data-plane roles exist.
+  // Same start-up dependencies as the Payments app, for the Orders identity's resources.
   dependsOn: [
     ordersDatabase
     ordersServiceBusAccess
+    ordersStorage
+    monitoring
+    cosmosEndpoint
+    serviceBusEndpoint
+    ordersStorageEndpoint
   ]
 }
 
@@ -380,4 +485,5 @@ output ORDERS_FUNCTION_APP_NAME string = ordersApp.outputs.name
 output PAYMENTS_FUNCTION_APP_NAME string = paymentsApp.outputs.name
 output COSMOS_ACCOUNT_NAME string = cosmos.outputs.name
 output SERVICEBUS_NAMESPACE_NAME string = serviceBus.outputs.name
-output KEY_VAULT_NAME string = keyVault.outputs.name
+output PAYMENTS_API_APP_ID string = paymentsApi.outputs.appId
+output NETWORK_ISOLATION bool = networkIsolation

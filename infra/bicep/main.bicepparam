@@ -26,5 +26,8 @@ param paymentsDeclineAbove = 100000
 // Standard_ZRS only in a region with availability zones (eastus has them; westus does not).
 param storageSkuName = 'Standard_LRS'
 
-// Turn on for production; it keeps `azd down --purge` from removing the vault.
-param keyVaultPurgeProtection = false
+// The isolated variant: `azd env set NETWORK_ISOLATION true` (or export it for az deployment).
+param networkIsolation = bool(readEnvironmentVariable('NETWORK_ISOLATION', 'false'))
+
+// Data Owner on the received queue/subscription so that scaling reads message counts.
+param serviceBusScaleMonitoring = true

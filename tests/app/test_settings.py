@@ -23,7 +23,8 @@ def test_the_example_settings_parse_into_every_group() -> None:
 
 def test_defaults_apply_and_an_empty_value_counts_as_unset() -> None:
     settings = Settings.from_environ({"BACKEND": "embedded", "PAYMENTS_API_BASE_URL": "http://x/api",
-                                      "ORDERS_DATABASE": "", "SERVICES": " Payments , orders "})
+                                      "PAYMENTS_API_AUTH": "none", "ORDERS_DATABASE": "",
+                                      "SERVICES": " Payments , orders "})
     assert settings.orders.database == "orders" and settings.payments.database == "payments"
     assert settings.services == ("payments", "orders")
     assert settings.cosmos is None and settings.servicebus is None  # not needed on embedded

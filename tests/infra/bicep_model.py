@@ -1,8 +1,9 @@
 """A small model of the Bicep templates for the infra tests (parsed with pycep-parser).
 
-It resolves literals, parameters (defaults or the arguments a module call passes), variables,
-`module.outputs.x`, `resource.name` and `${...}` interpolation; anything else (functions of
-runtime values such as uniqueString or resource properties) stays `Unresolved`.
+It resolves literals, parameters (defaults, the arguments a module call passes, or overrides of
+main's parameters such as networkIsolation), variables, `module.outputs.x`, `resource.name`,
+`${...}` interpolation and `cond ? a : b` with a resolvable condition; anything else (functions
+of runtime values such as uniqueString or resource properties) stays `Unresolved`.
 """
 
 from __future__ import annotations
@@ -17,7 +18,10 @@ from typing import Any
 from pycep import BicepParser
 
 ROOT = Path(__file__).resolve().parents[2]
-BICEP_DIR = ROOT / "infra" / "bicep"
+INFRA_DIR = ROOT / "infra"
+BICEP_DIR = INFRA_DIR / "bicep"
+# Templates that use the Microsoft Graph extension, kept out of checkov's directory.
+ENTRA_DIR = INFRA_DIR / "entra"
 MAIN = BICEP_DIR / "main.bicep"
 PARAMS_FILE = BICEP_DIR / "main.bicepparam"
 
@@ -30,7 +34,7 @@ OUTPUT_REF = re.compile(r"\b([A-Za-z_]\w*)\.outputs\.([A-Za-z_]\w*)")
 
 
 def bicep_files() -> list[Path]:
-    return sorted(BICEP_DIR.rglob("*.bicep"))
+    return sorted([*BICEP_DIR.rglob("*.bicep"), *ENTRA_DIR.rglob("*.bicep")])
 
 
 @functools.cache
@@ -97,12 +101,20 @@ class Template:
 
 
 def body(resource_or_module: dict[str, Any]) -> dict[str, Any]:
-    """The object body of a resource/module config, looking through a `[for ...]` loop."""
+    """The object body of a resource/module config, looking through a `[for ...]` loop and an
+    `if (...)` condition."""
+    config: dict[str, Any] = resource_or_module.get("config", resource_or_module)
+    while "loop_type" in config or ("condition" in config and "config" in config):
+        config = config["config"]
+    return config
+
+
+def condition_of(resource_or_module: dict[str, Any]) -> Any:
+    """The `if (...)` condition of a resource/module, or None when it is unconditional."""
     config: dict[str, Any] = resource_or_module.get("config", resource_or_module)
     if "loop_type" in config:
-        inner: dict[str, Any] = config["config"]
-        return inner
-    return config
+        config = config["config"]
+    return config.get("condition") if "config" in config else None
 
 
 def flatten_accessor(expr: Any) -> list[Any]:
@@ -160,6 +172,7 @@ class Scope:
     template: Template
     args: dict[str, Any] | None = None  # the params a module call passes; None for main
     parent: Scope | None = field(default=None, repr=False)
+    overrides: dict[str, Any] = field(default_factory=dict)  # main's params, e.g. a variant
 
 
 def resolve(expr: Any, scope: Scope) -> Any:
@@ -172,6 +185,14 @@ def resolve(expr: Any, scope: Scope) -> Any:
         return [resolve(item, scope) for item in expr]
     if isinstance(expr, dict):
         if "operator" in expr:
+            operator = expr["operator"]
+            if operator.get("type") == "conditional":
+                operands = operator["operands"]
+                condition = resolve(operands["condition"], scope)
+                if isinstance(condition, bool):
+                    branch = operands["true_value" if condition else "false_value"]
+                    return resolve(branch, scope)
+                return Unresolved("conditional")
             path = dotted(expr)
             return resolve_path(path.split("."), scope) if path else Unresolved("operator")
         if "function" in expr:
@@ -214,7 +235,9 @@ def resolve_path(parts: list[str], scope: Scope) -> Any:
     template = scope.template
     symbol, rest = parts[0], parts[1:]
     if symbol in template.params:
-        if scope.args is not None and symbol in scope.args:
+        if symbol in scope.overrides:
+            value = scope.overrides[symbol]
+        elif scope.args is not None and symbol in scope.args:
             assert scope.parent is not None
             value = resolve(scope.args[symbol], scope.parent)
         elif template.params[symbol].get("default") is not None:
@@ -248,8 +271,9 @@ def _descend(value: Any, rest: list[str]) -> Any:
     return value
 
 
-def main_scope() -> Scope:
-    return Scope(Template.load(MAIN))
+def main_scope(**overrides: Any) -> Scope:
+    """main.bicep's scope; keyword arguments override its parameters (networkIsolation=True)."""
+    return Scope(Template.load(MAIN), overrides=dict(overrides))
 
 
 def module_scope(parent: Scope, symbol: str) -> Scope:

@@ -1,8 +1,9 @@
 """What the Bicep must say, checked on its parsed form (pycep-parser), without Azure.
 
 Partition keys and indexing of the containers, duplicate detection and dead-lettering on Service
-Bus, local (key) auth disabled everywhere, one identity per app, and role assignments that are
-each scoped to the one database, entity, account or secret that its service uses.
+Bus, local (key) auth disabled everywhere, one identity per app, role assignments that are each
+scoped to the one database, entity or account that its service uses, no key or secret anywhere,
+start-up dependencies of the apps, and the two network variants (networkIsolation).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ SENDER = "69a216fc-b8fb-44d8-bc22-1f3c2cd27a39"  # Azure Service Bus Data Sender
 RECEIVER = "4f6d3b9b-027b-4f4c-9142-0e5a2a2247e0"  # Azure Service Bus Data Receiver
 COSMOS_DATA_CONTRIBUTOR = "00000000-0000-0000-0000-000000000002"
 BLOB_DATA_OWNER = "b7e6dc6d-f1e8-4753-8033-0f276bb0955b"
-KEY_VAULT_SECRETS_USER = "4633458b-17de-408a-b874-0445c86b69e6"
+DATA_OWNER = "090c5cfd-751d-490a-894a-3ce6f1109419"  # Azure Service Bus Data Owner
 MONITORING_METRICS_PUBLISHER = "3913510d-42f4-4e42-8a64-420c390055eb"
 
 # App settings that Flex Consumption rejects or ignores (functionAppConfig replaces them), and
@@ -90,6 +91,21 @@ def main() -> Any:
 @pytest.fixture(scope="module")
 def scope() -> Any:
     return bm.main_scope()
+
+
+VARIANTS = {"public": False, "isolated": True}
+
+
+def variant_scope(isolated: bool) -> Any:
+    return bm.main_scope(networkIsolation=isolated)
+
+
+def resolved_props(parent: Any, module_symbol: str, resource_type: str) -> dict[str, Any]:
+    """The properties of the one resource of a type in a module call, resolved in that call."""
+    inner = bm.module_scope(parent, module_symbol)
+    (resource,) = inner.template.resources_of_type(resource_type).values()
+    resolved: dict[str, Any] = bm.resolve(bm.body(resource), inner)
+    return resolved
 
 
 def call_arg(scope: Any, symbol: str, name: str) -> Any:
@@ -193,13 +209,19 @@ def _sb() -> tuple[Any, dict[str, dict[str, Any]]]:
     return tpl, tpl.resources
 
 
-def test_service_bus_namespace_is_standard_and_keyless() -> None:
-    tpl, _ = _sb()
-    (namespace,) = tpl.resources_of_type("Microsoft.ServiceBus/namespaces").values()
-    assert bm.body(namespace)["sku"]["name"] == "Standard"
-    p = props(namespace)
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_service_bus_namespace_is_keyless_standard_or_private_premium(variant: str) -> None:
+    isolated = VARIANTS[variant]
+    namespace = resolved_props(variant_scope(isolated), "serviceBus",
+                               "Microsoft.ServiceBus/namespaces")
+    # Topics need Standard; private endpoints need Premium.
+    tier = "Premium" if isolated else "Standard"
+    assert namespace["sku"]["name"] == namespace["sku"]["tier"] == tier
+    assert namespace["sku"]["capacity"] == (1 if isolated else None)
+    p = namespace["properties"]
     assert p["disableLocalAuth"] is True
     assert p["minimumTlsVersion"] == "1.2"
+    assert p["publicNetworkAccess"] == ("Disabled" if isolated else "Enabled")
 
 
 def test_service_bus_api_version_knows_the_namespace_properties_used() -> None:
@@ -276,25 +298,47 @@ def test_service_bus_roles_per_identity_are_the_entities_it_uses(scope: Any) -> 
 
 def test_service_bus_role_assignments_are_scoped_to_entities() -> None:
     tpl = template("modules/servicebus-access.bicep")
+    # assignment -> (entity it is scoped to, array it loops over, array of that entity, role)
     expected = {
-        "topicSenders": ("topicsToSend", "sendTopics", SENDER),
-        "queueSenders": ("queuesToSend", "sendQueues", SENDER),
-        "queueReceivers": ("queuesToReceive", "receiveQueues", RECEIVER),
-        "subscriptionReceivers": ("subscriptionsToReceive", "receiveSubscriptions", RECEIVER),
+        "topicSenders": ("topicsToSend", "sendTopics", "sendTopics", SENDER),
+        "queueSenders": ("queuesToSend", "sendQueues", "sendQueues", SENDER),
+        "queueReceivers": ("queuesToReceive", "receiveQueues", "receiveQueues", RECEIVER),
+        "subscriptionReceivers": ("subscriptionsToReceive", "receiveSubscriptions",
+                                  "receiveSubscriptions", RECEIVER),
+        "queueScaleMonitors": ("queuesToReceive", "scaleMonitoredQueues", "receiveQueues",
+                               DATA_OWNER),
+        "subscriptionScaleMonitors": ("subscriptionsToReceive", "scaleMonitoredSubscriptions",
+                                      "receiveSubscriptions", DATA_OWNER),
     }
     assignments = tpl.resources_of_type("Microsoft.Authorization/roleAssignments")
     assert set(assignments) == set(expected)
-    for symbol, (entity, array, role) in expected.items():
+    for symbol, (entity, loop_array, entity_array, role) in expected.items():
         config = assignments[symbol]["config"]
-        assert config["loop_type"]["detail"]["array_name"] == array, symbol
+        assert config["loop_type"]["detail"]["array_name"] == loop_array, symbol
         scope = bm.body(assignments[symbol])["scope"]["operator"]
         assert scope["type"] == "index_accessor" and scope["operands"]["operand_1"] == entity
         assert role_id_of(tpl, assignments[symbol]) == role, symbol
         existing = tpl.resources[entity]
         assert existing["existing"] is True
-        assert existing["config"]["loop_type"]["detail"]["array_name"] == array
-    entity_types = {tpl.resources[e]["type"] for e, _, _ in expected.values()}
+        assert existing["config"]["loop_type"]["detail"]["array_name"] == entity_array
+    entity_types = {tpl.resources[e]["type"] for e, _, _, _ in expected.values()}
     assert "Microsoft.ServiceBus/namespaces" not in entity_types
+
+
+@pytest.mark.parametrize("monitoring", [True, False])
+def test_data_owner_for_scaling_covers_exactly_the_received_entities(monitoring: bool) -> None:
+    # Data Owner (Manage) lets the scale controller read message counts; it must name the same
+    # entities as Data Receiver (index i of the monitored array is index i of the received one),
+    # and none when the parameter is off.
+    main = bm.main_scope(serviceBusScaleMonitoring=monitoring)
+    for symbol in main.template.module_calls("servicebus-access.bicep"):
+        inner = bm.module_scope(main, symbol)
+        assert bm.resolve_path(["scaleMonitoring"], inner) is monitoring
+        for monitored, received in [("scaleMonitoredQueues", "receiveQueues"),
+                                    ("scaleMonitoredSubscriptions", "receiveSubscriptions")]:
+            expected = bm.resolve_path([received], inner) if monitoring else []
+            assert bm.resolve_path([monitored], inner) == expected, (symbol, monitored)
+    assert main.template.params["serviceBusScaleMonitoring"]["default"] is True
 
 
 # ---------------------------------------------------------------------------- storage, apps
@@ -340,7 +384,7 @@ def test_function_apps_are_flex_consumption_python_311_with_user_assigned_identi
     assert site_body["identity"]["type"] == "UserAssigned"
     p = props(site)
     assert p["httpsOnly"] is True
-    assert p["keyVaultReferenceIdentity"] == "identityId"
+    assert "keyVaultReferenceIdentity" not in p, "no Key Vault references: the apps hold no secret"
     assert p["siteConfig"]["minTlsVersion"] == "1.2"
     config = p["functionAppConfig"]
     assert config["runtime"]["name"] == "python"
@@ -373,45 +417,82 @@ def test_two_apps_one_identity_each(scope: Any) -> None:
     assert services == {"orders", "payments"}
 
 
-# ---------------------------------------------------------------------------- Key Vault
+# ------------------------------------------------------------------------ keyless, start-up order
 
 
-def test_payments_key_is_a_key_vault_reference_readable_only_by_orders(scope: Any) -> None:
-    tpl = template("modules/keyvault.bicep")
-    (vault,) = tpl.resources_of_type("Microsoft.KeyVault/vaults").values()
-    assert props(vault)["enableRbacAuthorization"] is True
-    (secret_symbol,) = tpl.resources_of_type("Microsoft.KeyVault/vaults/secrets")
-    (assignment,) = tpl.resources_of_type("Microsoft.Authorization/roleAssignments").values()
-    assert bm.body(assignment)["scope"] == secret_symbol, "Secrets User on the secret only"
-    assert role_id_of(tpl, assignment) == KEY_VAULT_SECRETS_USER
-    main = scope.template
-    (kv_call,) = main.module_calls("keyvault.bicep")
-    reader = call_ref(main, kv_call, "secretReaderPrincipalId")
-    assert reader == "ordersIdentity.outputs.principalId"
-    assert call_ref(main, kv_call, "paymentsFunctionAppName") == "paymentsApp.outputs.name"
-    orders = main.variables["ordersAppSettings"]["value"]
-    assert orders["PAYMENTS_API_KEY"] == (
-        f"@Microsoft.KeyVault(SecretUri=${{{kv_call}.outputs.paymentsApiKeySecretUri}})"
-    )
-    assert "PAYMENTS_API_KEY" not in main.variables["paymentsAppSettings"]["value"]
-    assert bm.dotted(orders["PAYMENTS_API_BASE_URL"]) == "paymentsApp.outputs.apiBaseUrl"
-
-
-def test_list_keys_is_used_only_to_fill_the_key_vault_secret() -> None:
+def test_no_key_vault_no_secret_and_no_list_keys_anywhere() -> None:
     for path in bm.bicep_files():
         tpl = bm.Template.load(path)
         for symbol, resource in tpl.resources.items():
-            if bm.calls_list_function(resource):
-                assert path.name == "keyvault.bicep" and resource["type"].endswith("/secrets"), (
-                    f"{path.name}:{symbol} calls a list*() function"
-                )
+            assert not resource["type"].startswith("Microsoft.KeyVault/"), f"{path.name}:{symbol}"
+            assert not bm.calls_list_function(resource), f"{path.name}:{symbol} calls list*()"
         for name, output in tpl.outputs.items():
             assert not bm.calls_list_function(output), f"{path.name}: output {name} leaks a key"
         for name, variable in tpl.variables.items():
             assert not bm.calls_list_function(variable), f"{path.name}: variable {name}"
         text = path.read_text()
-        for marker in ("AccountKey=", "SharedAccessKey=", "listConnectionStrings"):
+        for marker in ("AccountKey=", "SharedAccessKey=", "listConnectionStrings", "listKeys",
+                       "@Microsoft.KeyVault", "functionKeys"):
             assert marker not in text, f"{path.name} contains {marker}"
+
+
+def test_the_payments_api_is_an_entra_application_without_credentials(scope: Any) -> None:
+    main = scope.template
+    (symbol,) = main.module_calls("payments-api.bicep")
+    assert main.module_path(symbol).parent == bm.ENTRA_DIR
+    unique = call_arg(scope, symbol, "uniqueName")
+    assert isinstance(unique, bm.Unresolved) and "resourceToken" in unique.what, (
+        "one application per environment: the unique name carries the resource token"
+    )
+    tpl = main.module_template(symbol)
+    (application,) = tpl.resources_of_type("Microsoft.Graph/applications").values()
+    app = bm.body(application)
+    assert app["signInAudience"] == "AzureADMyOrg"
+    assert app["api"]["requestedAccessTokenVersion"] == 2
+    # Nobody signs in as the API: no secret, certificate, federated credential or redirect URI.
+    for forbidden in ("passwordCredentials", "keyCredentials", "web", "spa", "publicClient"):
+        assert forbidden not in app, forbidden
+    assert not tpl.resources_of_type("Microsoft.Graph/applications/federatedIdentityCredentials")
+    (principal,) = tpl.resources_of_type("Microsoft.Graph/servicePrincipals").values()
+    assert bm.dotted(bm.body(principal)["appId"]) == "application.appId"
+    assert bm.dotted(tpl.outputs["appId"]["value"]) == "application.appId"
+
+
+# What each app's host reaches when it starts, by module symbol: its database (containers,
+# leases included, and the Cosmos role), its Service Bus roles, its storage account (and blob
+# role), telemetry, and in the isolated variant the private endpoints it goes through.
+START_UP_DEPENDENCIES = {
+    "orders": {"ordersDatabase", "ordersServiceBusAccess", "ordersStorage", "monitoring",
+               "cosmosEndpoint", "serviceBusEndpoint", "ordersStorageEndpoint"},
+    "payments": {"paymentsDatabase", "paymentsServiceBusAccess", "paymentsStorage", "monitoring",
+                 "cosmosEndpoint", "serviceBusEndpoint", "paymentsStorageEndpoint"},
+}
+
+
+@pytest.mark.parametrize("service", START_UP_DEPENDENCIES)
+def test_apps_start_after_everything_their_host_reaches_at_start_up(
+    scope: Any, service: str
+) -> None:
+    main = scope.template
+    (app,) = (s for s in main.module_calls("functionapp.bicep")
+              if call_arg(scope, s, "azdServiceName") == service)
+    depends_on = set(bm.body(main.modules[app]).get("dependsOn", []))
+    missing = START_UP_DEPENDENCIES[service] - depends_on
+    assert not missing, f"{app} does not wait for {sorted(missing)}"
+    # The modules named there are the ones that hold the roles and containers.
+    database = main.module_path(f"{service}Database").name
+    assert database == "cosmos-database.bicep"
+    assert call_ref(main, f"{service}Database", "dataContributorPrincipalId") == (
+        f"{service}Identity.outputs.principalId"
+    )
+    assert call_ref(main, f"{service}ServiceBusAccess", "principalId") == (
+        f"{service}Identity.outputs.principalId"
+    )
+    assert call_ref(main, f"{service}Storage", "blobDataOwnerPrincipalId") == (
+        f"{service}Identity.outputs.principalId"
+    )
+    leases = template("modules/cosmos-database.bicep").resources["leases"]
+    assert leases["type"].endswith("/containers"), "the lease container is created with the rest"
 
 
 # ---------------------------------------------------------------------------- monitoring

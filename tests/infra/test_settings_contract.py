@@ -12,7 +12,12 @@ values replaced by placeholders). Then:
 - every setting the code reads (`app.settings.SETTINGS_READ_BY_SERVICE`) is an app setting;
 - the database, lease container and Service Bus entities the triggers name are the ones this
   app's identity has roles on;
-- no app setting value holds a key: no AccountKey=, SharedAccessKey= or list*() call.
+- the host storage (AzureWebJobsStorage) names only the blob endpoint, the one service its
+  identity has a role on, so the host does not derive queue and table endpoints;
+- the token check between the services: Orders has what app/adapters/entra_auth.py needs to get
+  a token for the Payments API, Payments what it needs to accept only the Orders identity;
+- no app setting value holds a key: no AccountKey=, SharedAccessKey=, list*() call or Key Vault
+  reference.
 """
 
 from __future__ import annotations
@@ -28,11 +33,14 @@ from typing import Any
 
 import pytest
 
+from app.adapters import entra_auth
+from app.bootstrap import payments_api_tokens, payments_api_validator
+from app.settings import ServiceAuthSettings, Settings
 from tests.infra import bicep_model as bm
 
 ROOT: Path = bm.ROOT
 SERVICES = ("orders", "payments")
-KEY_MARKERS = ("AccountKey=", "SharedAccessKey=", "SharedAccessSignature=")
+KEY_MARKERS = ("AccountKey=", "SharedAccessKey=", "SharedAccessSignature=", "@Microsoft.KeyVault")
 
 # Identity-based connection: which sub-setting carries the endpoint, per binding type.
 IDENTITY_ENDPOINT = {
@@ -54,6 +62,10 @@ PLACEHOLDERS = {
     "__clientId": "00000000-0000-0000-0000-000000000000",
     "AZURE_CLIENT_ID": "00000000-0000-0000-0000-000000000000",
     "__accountName": "contracttest",
+    "__blobServiceUri": "https://contracttest.blob.core.invalid/",
+    "_TENANT_ID": "00000000-0000-0000-0000-00000000000a",
+    "_AUDIENCE": "00000000-0000-0000-0000-00000000000b",
+    "_ALLOWED_CALLERS": "00000000-0000-0000-0000-00000000000c",
     "APPLICATIONINSIGHTS_CONNECTION_STRING": (
         "InstrumentationKey=00000000-0000-0000-0000-000000000000;"
         "IngestionEndpoint=https://contract-test.in.applicationinsights.invalid/"
@@ -334,11 +346,8 @@ def test_no_app_setting_holds_a_key(service: str) -> None:
                 problems.append(f"{name}: contains {marker}")
         if name in {"AzureWebJobsStorage", "COSMOS", "SERVICEBUS"} or name.endswith("__accountKey"):
             problems.append(f"{name}: a connection string or key setting")
-    # The one secret the apps need is a Key Vault reference, resolved with the app identity.
-    api_key = app_settings_expr(service).get("PAYMENTS_API_KEY")
-    if api_key is not None:
-        assert isinstance(api_key, str) and api_key.startswith("@Microsoft.KeyVault(SecretUri=")
     assert not problems, "\n".join(problems)
+    assert not {"PAYMENTS_API_KEY", "PAYMENTS_API_KEY_SECRET_URI"} & set(app_settings(service))
 
 
 @pytest.mark.parametrize("service", SERVICES)
@@ -353,4 +362,91 @@ def test_the_app_runs_as_its_own_user_assigned_identity(service: str) -> None:
     ):
         assert bm.dotted(exprs[name]) == client_id, name
     assert exprs["AzureWebJobsStorage__credential"] == "managedidentity"
-    assert bm.dotted(exprs["AzureWebJobsStorage__accountName"]) == f"{service}Storage.outputs.name"
+
+
+# AzureWebJobsStorage forms the host reads. `__accountName` (or `__serviceUri`) makes it derive
+# the blob, queue and table endpoints of the account; each `__xServiceUri` names one service.
+HOST_STORAGE_SERVICE_SETTINGS = {
+    "AzureWebJobsStorage__blobServiceUri": "blob",
+    "AzureWebJobsStorage__queueServiceUri": "queue",
+    "AzureWebJobsStorage__tableServiceUri": "table",
+    "AzureWebJobsStorage__fileServiceUri": "file",
+}
+STORAGE_ROLES = {"b7e6dc6d-f1e8-4753-8033-0f276bb0955b": "blob"}  # Storage Blob Data Owner
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_host_storage_names_only_the_blob_endpoint_of_the_apps_own_account(service: str) -> None:
+    exprs = app_settings_expr(service)
+    host = {name for name in exprs if name.split("__")[0] == "AzureWebJobsStorage"}
+    assert host == {
+        "AzureWebJobsStorage__blobServiceUri",
+        "AzureWebJobsStorage__credential",
+        "AzureWebJobsStorage__clientId",
+    }, "no plain AzureWebJobsStorage, no __accountName/__serviceUri (they derive every endpoint)"
+    assert bm.dotted(exprs["AzureWebJobsStorage__blobServiceUri"]) == (
+        f"{service}Storage.outputs.blobEndpoint"
+    )
+    # The same account that the app deploys from, and whose blob role its identity holds.
+    scope = bm.main_scope()
+    (app,) = (s for s in scope.template.module_calls("functionapp.bicep")
+              if bm.resolve(bm.body(scope.template.modules[s])["params"]["azdServiceName"],
+                            scope) == service)
+    app_params = bm.body(scope.template.modules[app])["params"]
+    assert bm.dotted(app_params["storageBlobEndpoint"]) == f"{service}Storage.outputs.blobEndpoint"
+    storage = bm.module_scope(scope, f"{service}Storage")
+    storage_outputs = storage.template.outputs
+    assert bm.dotted(storage_outputs["blobEndpoint"]["value"]) == (
+        "storage.properties.primaryEndpoints.blob"
+    )
+    roles = [
+        bm.resolve_path([bm.body(r)["properties"]["roleDefinitionId"]["function"]["parameters"]
+                         ["resource_name_1"]], storage)
+        for r in storage.template.resources_of_type(
+            "Microsoft.Authorization/roleAssignments").values()
+    ]
+    granted = {STORAGE_ROLES.get(role, f"unknown role {role}") for role in roles}
+    named = {HOST_STORAGE_SERVICE_SETTINGS[n] for n in host if n in HOST_STORAGE_SERVICE_SETTINGS}
+    assert named == granted == {"blob"}, "every endpoint the host uses has a role, and only those"
+
+
+# ---------------------------------------------------------------------------- token check
+
+
+def test_orders_has_what_it_needs_to_get_a_token_for_the_payments_api() -> None:
+    exprs = app_settings_expr("orders")
+    missing = ServiceAuthSettings.CALLER - set(exprs)
+    assert not missing, f"orders: token settings main.bicep does not set: {sorted(missing)}"
+    assert exprs["PAYMENTS_API_AUTH"] == "entra"
+    assert bm.dotted(exprs["PAYMENTS_API_AUDIENCE"]) == "paymentsApi.outputs.appId"
+    assert bm.dotted(exprs["AZURE_CLIENT_ID"]) == "ordersIdentity.outputs.clientId"
+    # The settings are complete for the code that reads them.
+    provider = payments_api_tokens(Settings.from_environ(environment_for("orders")))
+    assert isinstance(provider, entra_auth.CachedTokenProvider)
+    audience = environment_for("orders")["PAYMENTS_API_AUDIENCE"]
+    assert provider.scope == f"{audience}/.default"
+
+
+def test_payments_accepts_only_tokens_of_the_orders_identity_for_its_own_audience() -> None:
+    exprs = app_settings_expr("payments")
+    missing = ServiceAuthSettings.VALIDATOR - set(exprs)
+    assert not missing, f"payments: token settings main.bicep does not set: {sorted(missing)}"
+    assert exprs["PAYMENTS_API_AUTH"] == "entra"
+    assert bm.dotted(exprs["PAYMENTS_API_AUDIENCE"]) == "paymentsApi.outputs.appId"
+    # The token's oid is the caller's object (principal) id, not its client id.
+    assert bm.dotted(exprs["PAYMENTS_API_ALLOWED_CALLERS"]) == (
+        "ordersIdentity.outputs.principalId"
+    )
+    tenant = exprs["PAYMENTS_API_TENANT_ID"]
+    # subscription().tenantId: the tenant of the deployment, whose identities call.
+    function, *rest = bm.flatten_accessor(tenant)
+    assert function["function"]["type"] == "subscription" and rest == ["tenantId"]
+    validator = payments_api_validator(Settings.from_environ(environment_for("payments")))
+    assert isinstance(validator, entra_auth.EntraTokenValidator)
+    assert list(validator.allowed_caller_object_ids) == [
+        _placeholder("PAYMENTS_API_ALLOWED_CALLERS")
+    ]
+    # Only Payments validates: Orders is not configured to accept tokens.
+    orders = app_settings_expr("orders")
+    assert "PAYMENTS_API_ALLOWED_CALLERS" not in orders
+    assert "PAYMENTS_API_TENANT_ID" not in orders

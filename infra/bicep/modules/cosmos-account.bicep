@@ -1,5 +1,6 @@
 // Cosmos DB for NoSQL account: serverless, Entra ID only (local/key auth disabled), TLS 1.2,
-// continuous backup (point-in-time restore). Databases and containers are in cosmos-database.bicep,
+// continuous backup (point-in-time restore). With networkIsolation the public endpoint is off and
+// the apps reach the account through its private endpoint (main.bicep). Databases and containers are in cosmos-database.bicep,
 // one module call per service, so each service's data-plane role is scoped to its own database.
 
 @description('Name of the Cosmos DB account (lowercase, 3-44 characters).')
@@ -19,6 +20,9 @@ param tags object = {}
   'Continuous30Days'
 ])
 param continuousBackupTier string = 'Continuous7Days'
+
+@description('Isolated variant: no public network access (reached through a private endpoint).')
+param networkIsolation bool = false
 
 resource account 'Microsoft.DocumentDB/databaseAccounts@2024-05-15' = {
   name: name
@@ -47,7 +51,7 @@ resource account 'Microsoft.DocumentDB/databaseAccounts@2024-05-15' = {
     // Control-plane changes (databases, containers, throughput) only through ARM, never with keys.
     disableKeyBasedMetadataWriteAccess: true
     minimalTlsVersion: 'Tls12'
-    publicNetworkAccess: 'Enabled'
+    publicNetworkAccess: networkIsolation ? 'Disabled' : 'Enabled'
     enableAutomaticFailover: false
     enableMultipleWriteLocations: false
     enableFreeTier: false

@@ -38,6 +38,9 @@ param deploymentContainerName string
 @description('Complete app settings (name to value). No keys or connection strings: identity-based connections only.')
 param appSettings object
 
+@description('Subnet for VNet integration (delegated to Microsoft.App/environments); empty for none. The app reaches the private endpoints through it.')
+param virtualNetworkSubnetId string = ''
+
 @description('Python version.')
 @allowed([
   '3.11'
@@ -87,9 +90,9 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
     serverFarmId: plan.id
     httpsOnly: true
     clientAffinityEnabled: false
+    // Inbound stays public in both variants: the HTTP APIs are the product.
     publicNetworkAccess: 'Enabled'
-    // Key Vault references (PAYMENTS_API_KEY in Orders) resolve with the user-assigned identity.
-    keyVaultReferenceIdentity: identityId
+    virtualNetworkSubnetId: empty(virtualNetworkSubnetId) ? null : virtualNetworkSubnetId
     siteConfig: {
       appSettings: [for setting in items(appSettings): {
         name: setting.key

@@ -1,4 +1,6 @@
-// Service Bus namespace (Standard: topics need it), Entra ID only (SAS disabled), TLS 1.2.
+// Service Bus namespace, Entra ID only (SAS disabled), TLS 1.2. Standard (topics need at least
+// Standard) in the public variant; Premium with networkIsolation, because only Premium has private
+// endpoints, and then the public endpoint is off.
 //   topic  orders                  integration events of Orders (OrderPlaced, OrderPaid, OrderCancelled)
 //   topic  payments                integration events of Payments (PaymentCompleted, PaymentFailed)
 //     subscription orders          consumed by the Orders app
@@ -44,18 +46,22 @@ param lockDuration string = 'PT1M'
 @description('Time to live of messages that are not consumed (ISO 8601 duration).')
 param messageTimeToLive string = 'P14D'
 
+@description('Isolated variant: Premium tier (1 messaging unit), no public network access.')
+param networkIsolation bool = false
+
 resource namespace 'Microsoft.ServiceBus/namespaces@2024-01-01' = {
   name: name
   location: location
   tags: tags
   sku: {
-    name: 'Standard'
-    tier: 'Standard'
+    name: networkIsolation ? 'Premium' : 'Standard'
+    tier: networkIsolation ? 'Premium' : 'Standard'
+    capacity: networkIsolation ? 1 : null
   }
   properties: {
     disableLocalAuth: true
     minimumTlsVersion: '1.2'
-    publicNetworkAccess: 'Enabled'
+    publicNetworkAccess: networkIsolation ? 'Disabled' : 'Enabled'
   }
 }
 
@@ -111,6 +117,7 @@ resource authorizationsQueue 'Microsoft.ServiceBus/namespaces/queues@2024-01-01'
 }
 
 output name string = namespace.name
+output id string = namespace.id
 // "<name>.servicebus.windows.net", the host of the endpoint "https://<name>.servicebus.windows.net:443/".
 output fullyQualifiedNamespace string = split(split(namespace.properties.serviceBusEndpoint, '/')[2], ':')[0]
 output ordersTopicName string = ordersTopic.name

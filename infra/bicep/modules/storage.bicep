@@ -6,7 +6,11 @@
 // Role: Storage Blob Data Owner (b7e6dc6d-f1e8-4753-8033-0f276bb0955b) on this account only, as
 // the Functions host needs for identity-based AzureWebJobsStorage (it creates its containers and
 // manages blob leases). No queue or table role: the apps have no blob/queue triggers, timers or
-// Durable Functions, which are what need those.
+// Durable Functions, which are what need those, and the app settings name only the blob endpoint
+// (AzureWebJobsStorage__blobServiceUri), so the host never derives queue or table endpoints.
+//
+// With networkIsolation the account refuses every request that does not come through its blob
+// private endpoint (public network access off, default action Deny, no trusted-service bypass).
 
 @description('Name of the storage account (3-24 lowercase letters and digits).')
 @minLength(3)
@@ -34,6 +38,9 @@ param skuName string = 'Standard_LRS'
 @description('Principal id of the function app identity that owns the blobs of this account.')
 param blobDataOwnerPrincipalId string
 
+@description('Isolated variant: no public network access (reached through a private endpoint).')
+param networkIsolation bool = false
+
 var storageBlobDataOwnerRoleId = 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
 
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
@@ -54,10 +61,10 @@ resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
     isSftpEnabled: false
     minimumTlsVersion: 'TLS1_2'
     supportsHttpsTrafficOnly: true
-    publicNetworkAccess: 'Enabled'
+    publicNetworkAccess: networkIsolation ? 'Disabled' : 'Enabled'
     networkAcls: {
-      bypass: 'AzureServices'
-      defaultAction: 'Allow'
+      bypass: networkIsolation ? 'None' : 'AzureServices'
+      defaultAction: networkIsolation ? 'Deny' : 'Allow'
     }
     encryption: {
       keySource: 'Microsoft.Storage'
@@ -118,5 +125,6 @@ resource blobDataOwner 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
 }
 
 output name string = storage.name
+output id string = storage.id
 output blobEndpoint string = storage.properties.primaryEndpoints.blob
 output deploymentContainerName string = deploymentContainer.name
