@@ -410,7 +410,7 @@ def test_cosmos_feed_checkpoint_is_its_own_response_token_under_concurrency(
 
 
 def test_cosmos_feed_resumes_after_checkpoint(cosmos_db: CosmosDatabase) -> None:
-    """Listed in COSMOS_KNOWN_GAPS: the test server's change feed is fake."""
+    """A checkpoint resumes after the commits it covers, also once more commits arrive."""
     store = cosmos_db.events
     stream = new_stream()
     commits = [make_commit(stream, v) for v in (1, 2, 3)]
@@ -423,6 +423,40 @@ def test_cosmos_feed_resumes_after_checkpoint(cosmos_db: CosmosDatabase) -> None
     later = make_commit(stream, 4)
     store.append(later)
     assert store.read_feed(second.checkpoint, 2).commits == [later]
+
+
+def test_cosmos_feed_checkpoints_on_a_container_with_several_physical_partitions(
+    cosmos_db: CosmosDatabase, cosmos_client: CosmosClient
+) -> None:
+    # 40,000 RU/s: four physical partitions (feed ranges). The first pages come from one range
+    # while the others are still unread; their checkpoints must resume all the same.
+    database = cosmos_client.get_database_client(cosmos_db.database_name)
+    events = database.create_container(
+        "big-events", PartitionKey("/streamId"), offer_throughput=40_000
+    )
+    assert len(list(events.read_feed_ranges())) == 4
+    store = CosmosEventStore(events, database.get_container_client("leases"))
+    streams = [new_stream() for _ in range(12)]
+    commits = [make_commit(stream, version) for version in (1, 2) for stream in streams]
+    for commit in commits:
+        store.append(commit)
+
+    delivered: list[Commit] = []
+    checkpoint: str | None = None
+    for _ in range(len(commits) + 4 * 2):  # at most one empty page per range in between
+        page = store.read_feed(checkpoint, 3)
+        delivered.extend(page.commits)
+        checkpoint = page.checkpoint
+        if len(delivered) == len(commits):
+            break
+    assert sorted(c.id for c in delivered) == sorted(c.id for c in commits)
+    for stream in streams:
+        assert [c.first_version for c in delivered if c.stream_id == stream] == [1, 2]
+
+    assert store.read_feed(checkpoint, 3).commits == []
+    later = make_commit(streams[0], 3)
+    store.append(later)
+    assert store.read_feed(checkpoint, 3).commits == [later]
 
 
 def test_cosmos_checkpoints(cosmos_db: CosmosDatabase, cosmos_client: CosmosClient) -> None:

@@ -3,8 +3,8 @@ the Cosmos-protocol test server) and Service Bus (over the azure-servicebus SDK 
 against the test broker).
 
 The HTTP functions write to the server; the change-feed functions get DocumentLists built from
-the documents actually stored there, read back through the SDK (the test server's change feed is
-fake, see docs/cosmos-test-server.md); the Service Bus functions get the messages the broker
+the documents actually stored there, read back through the SDK per stream (so that each step
+feeds exactly the commits it is about); the Service Bus functions get the messages the broker
 actually received from the publisher.
 """
 

@@ -52,32 +52,7 @@ START_TIMEOUT = 30.0
 # Known gaps of the test server: the one list (see docs/cosmos-test-server.md)
 # --------------------------------------------------------------------------------------------
 
-_FAKE_FEED = (
-    "cosmosdb-server fakes the change feed: a read with a continuation (If-None-Match) always "
-    "gets 304 Not Modified and a read from the beginning returns the first page only, so commits "
-    "after a checkpoint are never delivered (docs/cosmos-test-server.md#change-feed)"
-)
-_FAKE_FEED_POLLS = (
-    f"{_FAKE_FEED}; the test polls the feed for its full 10 s deadline before it fails"
-)
-_FAKE_FEED_ORDER = (
-    "cosmosdb-server's fake change feed returns documents sorted by _rid as base64 text, which "
-    "is not commit order once a container holds 52 or more documents; the test reads 96 commits "
-    "of one stream from the feed and checks their order (docs/cosmos-test-server.md#change-feed)"
-)
-
-
-_CONTRACT = "tests/contract/test_event_store_contract.py::"
-
-COSMOS_KNOWN_GAPS: dict[str, str] = {
-    "tests/cosmos/test_cosmos_adapter.py::test_cosmos_feed_resumes_after_checkpoint": _FAKE_FEED,
-    f"{_CONTRACT}test_multi_event_commit_is_all_or_nothing": _FAKE_FEED_POLLS,
-    f"{_CONTRACT}test_feed_pages_deliver_every_commit_exactly_once_in_stream_order":
-        _FAKE_FEED_POLLS,
-    f"{_CONTRACT}test_checkpoint_resumes_after_reopen": _FAKE_FEED_POLLS,
-    f"{_CONTRACT}test_saving_a_checkpoint_again_moves_it": _FAKE_FEED_POLLS,
-    f"{_CONTRACT}test_concurrent_writers_get_contiguous_versions_each_won_once": _FAKE_FEED_ORDER,
-}
+COSMOS_KNOWN_GAPS: dict[str, str] = {}
 """THE list of tests the test server cannot pass, by node id (without parameters), with the
 reason. Applied only to the cosmos variant of a contract test (``[cosmos]``) or to a test marked
 ``cosmos``, as xfail(strict=True, raises=AssertionError): if the server gains the feature, the

@@ -4,22 +4,27 @@
 //   {"ready": true, "host": "127.0.0.1", "port": 12345}
 // It exits when stdin closes (the test run ended or died) or on SIGTERM/SIGINT.
 //
-// One fidelity fix, documented in docs/cosmos-test-server.md: the server answers a point read
-// of a missing item with 500 ("Cannot read properties of undefined") instead of 404 NotFound;
-// the wrapper below answers 404 as Cosmos DB does. Everything else is the server as published.
+// Fidelity fixes, documented in docs/cosmos-test-server.md: the server answers a point read of a
+// missing item with 500 ("Cannot read properties of undefined") instead of 404 NotFound (the
+// wrapper below answers 404 as Cosmos DB does), and its change feed is fake (cosmos_change_feed.js
+// gives it a real one). Everything else is the server as published.
 "use strict";
 
 const path = require("path");
 
-let packageDir;
-try {
-  packageDir = path.dirname(require.resolve("@vercel/cosmosdb-server/package.json"));
-} catch (err) {
-  process.stderr.write("@vercel/cosmosdb-server is not installed: run `npm ci` in the repository root\n");
-  process.exit(3);
+for (const dependency of ["@vercel/cosmosdb-server", "murmurhash3js-revisited"]) {
+  try {
+    require.resolve(`${dependency}/package.json`);
+  } catch (err) {
+    process.stderr.write(`${dependency} is not installed: run \`npm ci\` in the repository root\n`);
+    process.exit(3);
+  }
 }
+const packageDir = path.dirname(require.resolve("@vercel/cosmosdb-server/package.json"));
 
-// Patch the handler module before the router (lib/routes.js) captures it.
+// Patch the handler modules before the router (lib/routes.js) captures them.
+require("./cosmos_change_feed").install(packageDir);
+
 const readDocument = require(path.join(packageDir, "lib", "handler", "read-document.js"));
 const { parsePartitionKey } = require(path.join(packageDir, "lib", "utils", "get-partition-from-header.js"));
 const originalReadDocument = readDocument.default;

@@ -32,6 +32,27 @@ def _is_change_feed_token(token: object) -> bool:
     return isinstance(decoded, dict) and "containerRid" in decoded
 
 
+def _resumable(token: str) -> str:
+    """The continuation token with every unread feed range's ``"token": null`` made ``""``.
+
+    The SDK (azure-cosmos 4.17) writes null for the feed ranges (physical partitions) it has not
+    read yet and then rejects such a token as a continuation ("Invalid composite token [Missing
+    token]"). An empty token builds the same request (no If-None-Match: the range is read from
+    the feed's start position) and is accepted. Other tokens are returned unchanged."""
+    try:
+        state = json.loads(base64.b64decode(token, validate=True))
+        ranges = state["continuation"]["continuation"]
+    except (binascii.Error, ValueError, TypeError, KeyError):
+        return token
+    unread = [r for r in ranges if isinstance(r, dict) and r.get("token") is None] \
+        if isinstance(ranges, list) else []
+    if not unread:
+        return token
+    for feed_range in unread:
+        feed_range["token"] = ""
+    return base64.b64encode(json.dumps(state).encode()).decode()
+
+
 class CosmosChangeFeed:
     """``ChangeFeed`` and ``CheckpointStore`` over an events container and a leases container."""
 
@@ -67,7 +88,7 @@ class CosmosChangeFeed:
         if checkpoint is None:
             options["start_time"] = "Beginning"
         else:
-            options["continuation"] = checkpoint
+            options["continuation"] = _resumable(checkpoint)
         with translated("read_feed"):
             pages = self._events.query_items_change_feed(**options).by_page()
             try:
@@ -82,7 +103,8 @@ class CosmosChangeFeed:
             return FeedPage(documents=[], checkpoint=checkpoint)
         if not isinstance(token, str):
             raise RuntimeError("the change feed returned items without a continuation token")
-        return FeedPage(documents=[dict(document) for document in documents], checkpoint=token)
+        return FeedPage(documents=[dict(document) for document in documents],
+                        checkpoint=_resumable(token))
 
     def _checkpoint_id(self, consumer: str) -> str:
         return f"checkpoint:{self._events.id}:{consumer}"
