@@ -1,9 +1,11 @@
-"""A small in-process AMQP 1.0 broker for testing the Service Bus publisher over the real wire.
+"""A small in-process AMQP 1.0 broker for testing Service Bus code over the real wire.
 
-It speaks just enough of what the azure-servicebus SDK (pure-Python ``_pyamqp`` transport) does
-when it *sends* with a connection string that carries ``UseDevelopmentEmulator=true``:
+It speaks what the azure-servicebus SDK (pure-Python ``_pyamqp`` transport) does with a
+connection string that carries ``UseDevelopmentEmulator=true``, both to send and to receive.
 
-* The SDK then connects with plain TCP (no TLS) to the host and port of ``Endpoint=sb://host:port``
+Connecting and authenticating:
+
+* The SDK connects with plain TCP (no TLS) to the host and port of ``Endpoint=sb://host:port``
   (without the flag it would use TLS on 5671 and drop the port). The SASL layer is still used,
   with mechanism ANONYMOUS: the real credential travels as a CBS token.
 * CBS (claims-based security): the SDK attaches a sender and a receiver link to the ``$cbs`` node
@@ -12,15 +14,42 @@ when it *sends* with a connection string that carries ``UseDevelopmentEmulator=t
   receiver whose ``correlation_id`` equals that message id and whose application property
   ``status-code`` is 2xx. We answer 202 as Service Bus does, after checking the SAS signature
   against the emulator's key, so a wrong connection string fails here as it would in Azure.
-* It then attaches a sender link whose target is ``amqps://host:port/<entity>`` and transfers
-  messages. ``ServiceBusMessageBatch`` is sent as ONE AMQP message with message-format
-  0x80013700 whose body is one data section per message, each holding a complete encoded AMQP
-  message. Proton does not expose a transfer's message-format, so a batch is recognised by its
-  shape: a body of data sections that each start with an AMQP section descriptor (a JSON or
-  text body never starts with a 0x00 byte).
-* Every delivery is accepted (disposition ``accepted``, settled), which completes the SDK's
-  send, unless ``fail_next_sends`` told us to reject it or detach the link with an error.
-* Requests to ``<entity>/$management`` (used only by scheduling and receiving) get a 501 reply.
+
+Sending: the SDK attaches a sender link whose target is ``amqps://host:port/<entity>`` and
+transfers messages; a ``ServiceBusMessageBatch`` is ONE transfer whose data sections each hold
+a complete encoded message (see ``codec.batch_items``). Every message is recorded per address
+(``received``/``wait_for``), whether or not an entity of that name was declared; a declared
+queue or topic also stores it for receivers (see ``entities``). Every transfer is accepted,
+unless ``fail_next_sends`` told us to reject it or detach the link with an error.
+
+Receiving, from a declared queue, subscription (``<topic>/Subscriptions/<name>``) or dead-letter
+queue (``<path>/$DeadLetterQueue``):
+
+* The SDK attaches a receiver link with source ``amqps://host:port/<path>``; an undeclared path
+  is refused (detach with ``amqp:not-found``). It asks for snd-settle-mode *settled* in
+  receive-and-delete mode: we then send pre-settled deliveries and delete on sending. Otherwise
+  (peek-lock; rcv-settle-mode *second*) each delivery is sent unsettled under a fresh lock
+  token, which is also the delivery tag (the SDK reads it as ``uuid.UUID(bytes_le=tag)``).
+* Deliveries go out only against link credit, shared round-robin between the links on a path,
+  so competing receivers never hold the same message while it is locked.
+* Each delivery carries header.delivery-count (0 first; the Python SDK shows it as is) and the
+  annotations ``x-opt-sequence-number``, ``x-opt-enqueued-time`` and ``x-opt-locked-until``
+  (AMQP timestamps), and, once dead-lettered, the application properties ``DeadLetterReason``
+  and ``DeadLetterErrorDescription``.
+* The receiver settles with a disposition, unsettled, and waits for ours echoing the outcome:
+  accepted = complete; modified with delivery-failed = abandon (count + 1), without it = release;
+  released = release (the SDK releases what arrives outside a receive call, and on close);
+  rejected = dead-letter, with reason and description from the error's info map
+  (``DeadLetterReason``, ``DeadLetterErrorDescription``). A lost lock is answered ``rejected``
+  with ``com.microsoft:message-lock-lost``, which the SDK raises as ``MessageLockLostError``.
+  Modified with undeliverable-here is the SDK's *defer*: not implemented (refused).
+* The entity's ``$management`` node (``<path>/$management``, request/response over a link pair)
+  answers ``com.microsoft:renew-lock`` (body ``lock-tokens`` -> ``expirations``) and
+  ``com.microsoft:update-disposition`` (the SDK's fallback when a receiver-link settlement was
+  not confirmed: ``disposition-status`` completed/abandoned/suspended, ``lock-tokens``,
+  ``deadletter-reason``/``-description``). Other operations get 501.
+* Lock expiry (checked by the socket loop, which wakes for the next expiry) returns the message
+  with delivery count + 1; see ``entities`` for max delivery count and duplicate detection.
 
 Design: a single background thread drives proton's protocol engine (``Transport`` +
 ``Connection`` + ``Collector``) over plain sockets with ``selectors``, instead of proton's
@@ -29,15 +58,10 @@ stopping is one flag plus a wake-up byte, every socket is closed on exit, and an
 handling one connection closes that connection (recorded in ``errors``) instead of killing the
 broker thread. All state shared with the test thread sits behind one ``threading.Condition``.
 
-What it proves: the SDK publisher, configured from an emulator-style connection string, opens a
-real AMQP connection, authenticates through CBS with a correctly signed SAS token, attaches to
-the right entity, splits batches at the Standard tier's 256 KB (what the SDK picks for the
-link's advertised max-message-size), and that every field (message id, subject, content type,
-correlation id, application properties, body) survives AMQP encoding; and how SDK errors for
-rejected deliveries and detached links surface. What it does NOT prove: TLS, Entra ID
-(AAD/JWT) tokens, duplicate detection, topic subscriptions/filters, entity existence or sizes,
-sessions, receiving, throttling behaviour or anything else of the real Service Bus service or
-its emulator.
+What it does NOT do: TLS, checking Entra ID (AAD/JWT) tokens, subscription filters/rules,
+sessions, defer/deferred messages, scheduled messages, peek, message TTL expiry, entity sizes or
+quotas, throttling, auto-forwarding, transactions, or anything else of the real Service Bus
+service or its emulator not listed above. Entity names are case-sensitive here.
 """
 
 from __future__ import annotations
@@ -46,25 +70,23 @@ import base64
 import contextlib
 import hashlib
 import hmac
-import json
 import selectors
 import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, quote_plus, urlparse
 
 from proton import (
+    Array,
     Collector,
     Condition,
     Connection,
     Data,
     Delivery,
-    Described,
     Endpoint,
     Event,
     Link,
@@ -73,6 +95,26 @@ from proton import (
     int32,
     symbol,
     timestamp,
+)
+
+from tests.support.amqp_broker.codec import (
+    ReceivedAmqpMessage,
+    as_text,
+    batch_items,
+    encode_for_delivery,
+    message_id_of,
+    split_sections,
+    to_received,
+)
+from tests.support.amqp_broker.entities import (
+    DEFAULT_LOCK_DURATION,
+    DEFAULT_MAX_DELIVERY_COUNT,
+    Acquired,
+    EntityNotFoundError,
+    LockLostError,
+    MessageCounts,
+    Namespace,
+    ReceivableEntity,
 )
 
 # The public, well-known placeholder key and policy of the Service Bus emulator's connection
@@ -87,33 +129,21 @@ _LINK_CREDIT = 500
 _CBS_NODE = "$cbs"
 _SAS_PREFIX = "SharedAccessSignature "
 _MANAGEMENT_SUFFIX = "/$management"
-# AMQP message section descriptors.
-_HEADER, _MESSAGE_ANNOTATIONS, _PROPERTIES, _APPLICATION_PROPERTIES = 0x70, 0x72, 0x73, 0x74
-_DATA_SECTION = 0x75
-_BODY_SECTIONS = (0x75, 0x76, 0x77)  # data, amqp-sequence, amqp-value
+_RENEW_LOCK = "com.microsoft:renew-lock"
+_UPDATE_DISPOSITION = "com.microsoft:update-disposition"
+_LOCK_LOST = "com.microsoft:message-lock-lost"
+_NOT_IMPLEMENTED = "amqp:not-implemented"
 
 
 @dataclass(frozen=True)
-class ReceivedAmqpMessage:
-    """One message as the broker received it (fields named after Service Bus' names)."""
+class DeadLetteredMessage:
+    """A message in a dead-letter queue, and why it is there."""
 
-    entity: str
-    message_id: str | None
-    subject: str | None
-    content_type: str | None
-    correlation_id: str | None
-    application_properties: dict[str, Any]
-    body: bytes
-    session_id: str | None = None
-    reply_to: str | None = None
-    to: str | None = None
-    time_to_live_ms: int | None = None
-    message_annotations: dict[str, Any] = field(default_factory=dict)
-    sequence_number: int = 0  # assigned by the broker per entity, from 1
-    enqueued_time_utc: datetime = field(default_factory=lambda: datetime.now(UTC))
-
-    def json(self) -> Any:
-        return json.loads(self.body.decode("utf-8"))
+    message: ReceivedAmqpMessage
+    reason: str | None
+    description: str | None
+    delivery_count: int
+    sequence_number: int
 
 
 @dataclass
@@ -121,6 +151,10 @@ class _Failure:
     condition: str
     description: str
     detach: bool
+
+
+class _Unsupported(Exception):
+    """A request for something the test broker does not implement."""
 
 
 class _Peer:
@@ -138,6 +172,8 @@ class _Peer:
         # Bytes of the delivery currently arriving on each receiving link (a transfer can span
         # many frames; reading as it arrives keeps proton's session window open).
         self.partial: dict[str, bytearray] = {}
+        # Our sending links that deliver an entity's messages: link name -> entity path.
+        self.consumers: dict[str, str] = {}
 
     @property
     def done(self) -> bool:
@@ -145,25 +181,30 @@ class _Peer:
 
 
 class AmqpTestBroker:
-    """Start with ``with AmqpTestBroker() as broker:``; see the module docstring."""
+    """Start with ``with AmqpTestBroker() as broker:``; see the module docstring.
 
-    def __init__(self, host: str = "127.0.0.1") -> None:
+    ``clock`` (epoch seconds) times locks, enqueue times and duplicate-detection windows."""
+
+    def __init__(self, host: str = "127.0.0.1", *, clock: Callable[[], float] = time.time) -> None:
         self._listener = socket.create_server((host, 0))
         self._listener.setblocking(False)
         self.host = host
         self.port: int = self._listener.getsockname()[1]
+        self._clock = clock
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._cond = threading.Condition()
         self._received: dict[str, list[ReceivedAmqpMessage]] = {}
         self._failures: list[_Failure] = []
+        self._dropped_settlements = 0
+        self._namespace = Namespace()
         self._stopping = False
         self.errors: list[BaseException] = []
         self._tokens: list[str] = []  # audiences of accepted CBS tokens, one per put-token
         self._transfers: dict[str, int] = {}  # AMQP transfers (a batch is one) per entity
         self._thread = threading.Thread(target=self._run, name="amqp-test-broker", daemon=True)
 
-    # -- test-facing API --------------------------------------------------------------------
+    # -- test-facing API: lifecycle and what was sent ---------------------------------------
 
     @property
     def connection_string(self) -> str:
@@ -179,8 +220,7 @@ class AmqpTestBroker:
     def stop(self) -> None:
         with self._cond:
             self._stopping = True
-        with contextlib.suppress(OSError):
-            self._wake_w.send(b"x")
+        self._wake()
         if self._thread.is_alive():
             self._thread.join(timeout=10)
         self._wake_w.close()
@@ -192,6 +232,7 @@ class AmqpTestBroker:
         self.stop()
 
     def received(self, entity: str) -> list[ReceivedAmqpMessage]:
+        """Every message sent to the address ``entity`` so far, duplicates included."""
         with self._cond:
             return list(self._received.get(entity, []))
 
@@ -218,10 +259,13 @@ class AmqpTestBroker:
             return list(self._tokens)
 
     def clear(self) -> None:
+        """Forget what was sent, every declared entity and every injected failure."""
         with self._cond:
             self._received.clear()
             self._transfers.clear()
             self._failures.clear()
+            self._dropped_settlements = 0
+            self._namespace = Namespace()
 
     def fail_next_sends(
         self,
@@ -236,7 +280,102 @@ class AmqpTestBroker:
         with self._cond:
             self._failures.extend(_Failure(condition, description, detach) for _ in range(n))
 
+    # -- test-facing API: entities ----------------------------------------------------------
+
+    def declare_queue(
+        self,
+        name: str,
+        *,
+        lock_duration: float = DEFAULT_LOCK_DURATION,
+        max_delivery_count: int = DEFAULT_MAX_DELIVERY_COUNT,
+        duplicate_detection_window: float | None = None,
+    ) -> None:
+        """Create a queue (and its dead-letter queue). Durations in seconds; duplicate
+        detection is off unless a window is given, as in Service Bus."""
+        with self._cond:
+            self._namespace.declare_queue(
+                name,
+                lock_duration=lock_duration,
+                max_delivery_count=max_delivery_count,
+                duplicate_detection_window=duplicate_detection_window,
+            )
+
+    def declare_topic(self, name: str, *, duplicate_detection_window: float | None = None) -> None:
+        """Create a topic; each of its subscriptions gets a copy of every message it accepts."""
+        with self._cond:
+            self._namespace.declare_topic(
+                name, duplicate_detection_window=duplicate_detection_window
+            )
+
+    def declare_subscription(
+        self,
+        topic: str,
+        name: str,
+        *,
+        lock_duration: float = DEFAULT_LOCK_DURATION,
+        max_delivery_count: int = DEFAULT_MAX_DELIVERY_COUNT,
+    ) -> str:
+        """Create a subscription of a declared topic; returns its path for ``counts`` etc.
+        It gets the messages sent to the topic from now on."""
+        with self._cond:
+            self._namespace.declare_subscription(
+                topic, name, lock_duration=lock_duration, max_delivery_count=max_delivery_count
+            )
+        return f"{topic}/Subscriptions/{name}"
+
+    def counts(self, path: str) -> MessageCounts:
+        """Message counts of a queue, subscription or dead-letter queue (``EntityNotFoundError``
+        when none has that path)."""
+        with self._cond:
+            return self._namespace.receivable(path).counts()
+
+    def wait_for_counts(
+        self, path: str, predicate: Callable[[MessageCounts], bool], timeout: float = 10.0
+    ) -> MessageCounts:
+        """Wait until ``predicate(counts(path))`` holds (re-checked on every change the broker
+        makes, lock expiry included); those counts, or ``TimeoutError`` with the last ones."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while not predicate(counts := self._namespace.receivable(path).counts()):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError(f"{path}: still {counts} after {timeout}s")
+                self._cond.wait(remaining)
+            return counts
+
+    def dead_lettered(self, path: str) -> list[DeadLetteredMessage]:
+        """The messages in the dead-letter queue of queue or subscription ``path``, in
+        sequence-number order, locked ones included."""
+        with self._cond:
+            entity = self._namespace.receivable(path)
+            if entity.dead_letter_queue is None:
+                raise ValueError(f"{path} is itself a dead-letter queue")
+            stored = entity.dead_letter_queue.messages()
+        return [
+            DeadLetteredMessage(
+                message=to_received(
+                    f"{path}/$DeadLetterQueue", split_sections(m.payload), m.sequence_number
+                ),
+                reason=m.dead_letter_reason,
+                description=m.dead_letter_description,
+                delivery_count=m.delivery_count,
+                sequence_number=m.sequence_number,
+            )
+            for m in stored
+        ]
+
+    def drop_next_settlements(self, n: int = 1) -> None:
+        """Make the next ``n`` settlements sent on receiver links go unapplied and detach their
+        link (``amqp:link:detach-forced``), as if the link died with them in flight. The lock
+        stays, so the SDK's fallback through ``$management`` can still settle the message."""
+        with self._cond:
+            self._dropped_settlements += n
+
     # -- socket loop ------------------------------------------------------------------------
+
+    def _wake(self) -> None:
+        with contextlib.suppress(OSError):
+            self._wake_w.send(b"x")
 
     def _run(self) -> None:
         selector = selectors.DefaultSelector()
@@ -257,8 +396,11 @@ class AmqpTestBroker:
                             self._wake_r.recv(64)
                     else:
                         self._io(peers[key.fileobj], mask)  # type: ignore[index]
-                for peer in list(peers.values()):
+                for peer in peers.values():
                     self._pump(peer)
+                self._dispatch(peers.values())
+                for peer in list(peers.values()):
+                    self._flush(peer)
                     if peer.done:
                         selector.unregister(peer.sock)
                         del peers[peer.sock]
@@ -281,13 +423,18 @@ class AmqpTestBroker:
             self._wake_r.close()
 
     def _tick(self, peers: Iterable[_Peer]) -> float:
-        """Let proton handle idle timeouts; returns how long select may block."""
+        """Let proton handle idle timeouts; returns how long select may block (until the next
+        idle deadline or lock expiry)."""
         now = time.monotonic()
         timeout = 1.0
         for peer in peers:
             deadline = peer.transport.tick(now)
             if deadline:
                 timeout = min(timeout, max(0.0, deadline - now))
+        with self._cond:
+            expiry = self._namespace.next_lock_expiry()
+        if expiry is not None:
+            timeout = min(timeout, max(0.0, expiry - self._clock()))
         return timeout
 
     def _accept(self, selector: selectors.BaseSelector, peers: dict[socket.socket, _Peer]) -> None:
@@ -333,7 +480,7 @@ class AmqpTestBroker:
             t.close_head()
 
     def _pump(self, peer: _Peer) -> None:
-        """Dispatch proton events of one connection, then write what the engine produced."""
+        """Dispatch the proton events of one connection."""
         while True:
             event = peer.collector.peek()
             if event is None:
@@ -341,11 +488,13 @@ class AmqpTestBroker:
             try:
                 self._on_event(peer, event)
             except Exception as exc:
-                self.errors.append(exc)
-                peer.connection.condition = Condition("amqp:internal-error", repr(exc))
-                peer.connection.close()
+                self._fail_connection(peer, exc)
             peer.collector.pop()
-        self._flush(peer)
+
+    def _fail_connection(self, peer: _Peer, exc: Exception) -> None:
+        self.errors.append(exc)
+        peer.connection.condition = _condition("amqp:internal-error", repr(exc))
+        peer.connection.close()
 
     # -- AMQP behaviour ---------------------------------------------------------------------
 
@@ -363,28 +512,53 @@ class AmqpTestBroker:
             if event.session.state & Endpoint.LOCAL_ACTIVE:
                 event.session.close()
         elif kind == Event.LINK_REMOTE_OPEN and link is not None:
-            self._open_link(link)
+            self._open_link(peer, link)
         elif kind in (Event.LINK_REMOTE_CLOSE, Event.LINK_REMOTE_DETACH) and link is not None:
+            # Locks taken through the link outlive it, as in Service Bus: they expire or are
+            # settled through $management.
+            if link.is_sender:
+                peer.consumers.pop(link.name, None)
             if link.state & Endpoint.LOCAL_ACTIVE:
                 link.close()
         elif kind == Event.DELIVERY and event.delivery is not None:
             self._on_delivery(peer, event.delivery)
 
-    def _open_link(self, link: Link) -> None:
+    def _open_link(self, peer: _Peer, link: Link) -> None:
         # A broker's terminus mirrors what the client asked for.
         link.source.copy(link.remote_source)
         link.target.copy(link.remote_target)
         if link.is_receiver:
             link.max_message_size = MAX_MESSAGE_SIZE
-        link.open()
-        if link.is_receiver:
+            link.open()
             link.flow(_LINK_CREDIT)
+            return
+        address = link.remote_source.address or ""
+        if address == _CBS_NODE or address.endswith(_MANAGEMENT_SUFFIX):
+            link.open()  # a reply link
+            return
+        path = _entity_of(address)
+        try:
+            with self._cond:
+                self._namespace.receivable(path)
+        except EntityNotFoundError as exc:
+            link.open()
+            link.condition = Condition("amqp:not-found", str(exc))
+            link.close()
+            return
+        # Settled (receive-and-delete) or unsettled with rcv-settle-mode second (peek-lock).
+        link.snd_settle_mode = link.remote_snd_settle_mode
+        link.rcv_settle_mode = link.remote_rcv_settle_mode
+        peer.consumers[link.name] = path
+        link.open()
 
     def _on_delivery(self, peer: _Peer, delivery: Delivery) -> None:
         link = delivery.link
         if link.is_sender:
-            # A reply we sent was settled (or acknowledged) by the client: forget it.
-            if delivery.updated:
+            path = peer.consumers.get(link.name)
+            if path is not None:
+                self._on_settlement(delivery, path)
+            elif delivery.updated:
+                # A reply we sent was settled (or acknowledged) by the client: forget it.
                 delivery.settle()
             return
         if not delivery.readable:
@@ -414,11 +588,7 @@ class AmqpTestBroker:
             # Always send the error's info map: azure-servicebus 7.15 indexes error[2] of a
             # rejected outcome, and a missing (trailing null, legal in AMQP) info field makes
             # its callback fail and the send hang past its timeout.
-            condition = Condition(
-                failure.condition,
-                failure.description,
-                {symbol("com.microsoft:tracking-id"): str(uuid.uuid4())},
-            )
+            condition = _condition(failure.condition, failure.description)
             if failure.detach:
                 link = delivery.link
                 link.condition = condition
@@ -428,24 +598,119 @@ class AmqpTestBroker:
                 delivery.update(Delivery.REJECTED)
                 delivery.settle()
             return
-        sections = _decode_sections(encoded)
-        items = _batch_items(sections)
-        messages = [_decode_sections(item) for item in items] if items else [sections]
+        sections = split_sections(encoded)
+        items = batch_items(sections)
+        messages = [(i, split_sections(i)) for i in items] if items else [(encoded, sections)]
+        now = self._clock()
         with self._cond:
-            queue = self._received.setdefault(entity, [])
-            for message in messages:
-                queue.append(_to_received(entity, message, len(queue) + 1))
+            log = self._received.setdefault(entity, [])
+            for payload, message in messages:
+                log.append(to_received(entity, message, len(log) + 1))
+                self._namespace.publish(entity, message_id_of(message), payload, now)
             self._transfers[entity] = self._transfers.get(entity, 0) + 1
             self._cond.notify_all()
         delivery.update(Delivery.ACCEPTED)
         delivery.settle()
+
+    # -- receiving --------------------------------------------------------------------------
+
+    def _dispatch(self, peers: Iterable[_Peer]) -> None:
+        """Expire locks, then hand available messages to consumer links with credit."""
+        by_path: dict[str, list[tuple[_Peer, Link]]] = {}
+        for peer in peers:
+            for link in _open_links(peer.connection):
+                path = peer.consumers.get(link.name) if link.is_sender else None
+                if path is not None:
+                    by_path.setdefault(path, []).append((peer, link))
+        now = self._clock()
+        with self._cond:
+            self._namespace.expire_locks(now)
+            for path, consumers in by_path.items():
+                try:
+                    entity: ReceivableEntity | None = self._namespace.receivable(path)
+                except EntityNotFoundError:  # cleared while a receiver was attached
+                    entity = None
+                while entity is not None and entity.has_available:
+                    ready = [(p, link) for p, link in consumers if link.credit > 0]
+                    if not ready:
+                        break
+                    for peer, link in ready:  # one each per round: competing consumers
+                        presettled = link.remote_snd_settle_mode == Link.SND_SETTLED
+                        acquired = entity.acquire(now, peek_lock=not presettled)
+                        if acquired is None:
+                            break
+                        try:
+                            _deliver(link, acquired)
+                        except Exception as exc:
+                            self._fail_connection(peer, exc)
+                for _, link in consumers:
+                    if link.drain_mode and link.credit > 0:
+                        link.drained()  # nothing left to send: give the credit back
+            self._cond.notify_all()
+
+    def _on_settlement(self, delivery: Delivery, path: str) -> None:
+        """A receiver's disposition of a message we delivered under a lock."""
+        # None once handled, and for pre-settled (receive-and-delete) deliveries.
+        token: uuid.UUID | None = delivery.lock_token
+        if token is None or not delivery.updated:
+            return
+        state = delivery.remote_state
+        terminal = (Delivery.ACCEPTED, Delivery.REJECTED, Delivery.RELEASED, Delivery.MODIFIED)
+        if state not in terminal:
+            return
+        delivery.lock_token = None
+        with self._cond:
+            drop = self._dropped_settlements > 0
+            self._dropped_settlements -= int(drop)
+        if drop:
+            link = delivery.link
+            link.condition = _condition("amqp:link:detach-forced", "injected by the test broker")
+            link.close()
+            return
+        remote = delivery.remote
+        error = None
+        try:
+            with self._cond:
+                entity = self._namespace.receivable(path)
+                now = self._clock()
+                if state == Delivery.ACCEPTED:
+                    entity.complete(token, now)
+                elif state == Delivery.REJECTED:
+                    reason, description = _dead_letter_details(remote.condition)
+                    entity.dead_letter(token, now, reason, description)
+                elif state == Delivery.RELEASED:
+                    entity.abandon(token, now, count_attempt=False)
+                elif remote.undeliverable:
+                    raise _Unsupported("defer (modified, undeliverable-here) is not implemented")
+                else:
+                    entity.abandon(token, now, count_attempt=bool(remote.failed))
+                self._cond.notify_all()
+        except (LockLostError, EntityNotFoundError) as exc:
+            error = _condition(_LOCK_LOST, str(exc))
+        except _Unsupported as exc:
+            error = _condition(_NOT_IMPLEMENTED, str(exc))
+        except ValueError as exc:
+            error = _condition("amqp:not-allowed", str(exc))
+        if not delivery.settled:  # (settled by the receiver: a release sent pre-settled)
+            # Confirm what was applied (the SDK checks the echo matches what it asked for).
+            if error is not None:
+                delivery.local.condition = error
+                delivery.update(Delivery.REJECTED)
+            else:
+                if state == Delivery.MODIFIED:
+                    delivery.local.failed = remote.failed
+                    delivery.local.undeliverable = remote.undeliverable
+                delivery.update(state)
+        delivery.settle()
+
+    # -- CBS and $management ----------------------------------------------------------------
 
     def _on_cbs_request(self, peer: _Peer, delivery: Delivery, encoded: bytes) -> None:
         request = Message()
         request.decode(encoded)
         # The SDK sends some of these as AMQP binary rather than string: compare as text.
         props = _properties_as_text(request)
-        token, audience = _as_text(request.body), props.get("name", "")
+        token, audience = as_text(request.body), props.get("name", "")
         status, description = 202, "Accepted"
         if props.get("operation") != "put-token":
             status, description = 400, f"unsupported CBS operation {props.get('operation')!r}"
@@ -475,18 +740,62 @@ class AmqpTestBroker:
         delivery.update(Delivery.ACCEPTED)
         delivery.settle()
         operation = _properties_as_text(request).get("operation")
-        self._reply(
-            peer,
-            address,
-            request,
-            {
-                "statusCode": int32(501),
-                "statusDescription": f"the test broker does not implement {operation!r}",
-                "errorCondition": symbol("com.microsoft:not-implemented"),
-            },
-        )
+        path = _entity_of(address.removesuffix(_MANAGEMENT_SUFFIX))
+        body: Any = request.body if isinstance(request.body, dict) else {}
+        fields = {str(k): v for k, v in body.items()}
+        status, description, condition, response = 200, "OK", None, None
+        try:
+            with self._cond:
+                entity = self._namespace.receivable(path)
+                if operation == _RENEW_LOCK:
+                    response = self._renew_locks(entity, fields)
+                elif operation == _UPDATE_DISPOSITION:
+                    self._update_disposition(entity, fields)
+                else:
+                    raise _Unsupported(f"the test broker does not implement {operation!r}")
+                self._cond.notify_all()
+        except LockLostError as exc:
+            status, description, condition = 410, str(exc), _LOCK_LOST
+        except EntityNotFoundError as exc:
+            status, description, condition = 404, str(exc), "amqp:not-found"
+        except _Unsupported as exc:
+            status, description, condition = 501, str(exc), "com.microsoft:not-implemented"
+        except (KeyError, TypeError, ValueError) as exc:
+            status, description, condition = 400, repr(exc), "com.microsoft:argument-error"
+        properties: dict[str, Any] = {"statusCode": int32(status), "statusDescription": description}
+        if condition is not None:
+            properties["errorCondition"] = symbol(condition)
+        self._reply(peer, address, request, properties, response)
 
-    def _reply(self, peer: _Peer, node: str, request: Message, properties: dict[str, Any]) -> None:
+    def _renew_locks(self, entity: ReceivableEntity, fields: dict[str, Any]) -> dict[str, Any]:
+        now = self._clock()
+        until = [entity.renew(token, now) for token in _lock_tokens(fields["lock-tokens"])]
+        stamps = [timestamp(round(t * 1000)) for t in until]
+        return {"expirations": Array(Data.NULL, Data.TIMESTAMP, *stamps)}
+
+    def _update_disposition(self, entity: ReceivableEntity, fields: dict[str, Any]) -> None:
+        status = str(as_text(fields["disposition-status"]))
+        reason = as_text(fields.get("deadletter-reason"))
+        description = as_text(fields.get("deadletter-description"))
+        now = self._clock()
+        for token in _lock_tokens(fields["lock-tokens"]):
+            if status == "completed":
+                entity.complete(token, now)
+            elif status == "abandoned":
+                entity.abandon(token, now)
+            elif status == "suspended":
+                entity.dead_letter(token, now, reason or None, description or None)
+            else:
+                raise _Unsupported(f"disposition-status {status!r} is not implemented")
+
+    def _reply(
+        self,
+        peer: _Peer,
+        node: str,
+        request: Message,
+        properties: dict[str, Any],
+        body: Any = None,
+    ) -> None:
         """Send a management/CBS response on the client's receiving link from ``node``."""
         sender = _find_sender(peer.connection, node, request.reply_to)
         if sender is None:
@@ -495,22 +804,64 @@ class AmqpTestBroker:
             id=str(uuid.uuid4()),
             correlation_id=request.id,
             properties=properties,
-            body=None,
+            body=body,
         )
         sender.send(response)  # Message.send creates the delivery, writes it and advances
+
+
+def _deliver(link: Link, acquired: Acquired) -> None:
+    # The SDK reads the lock token from the tag as uuid.UUID(bytes_le=tag). Proton takes bytes
+    # here, though typed str (reading ``Delivery.tag`` back would UTF-8-decode it: we don't).
+    tag = (acquired.lock_token or uuid.uuid4()).bytes_le
+    payload = encode_for_delivery(acquired.message, acquired.locked_until)
+    delivery = link.delivery(tag)  # type: ignore[arg-type]
+    delivery.lock_token = acquired.lock_token
+    link.send(payload)
+    link.advance()
+    if acquired.lock_token is None:
+        delivery.settle()  # receive-and-delete: pre-settled
+
+
+def _open_links(connection: Connection) -> Iterator[Link]:
+    link = connection.link_head(Endpoint.LOCAL_ACTIVE)
+    while link is not None:
+        yield link
+        link = link.next(Endpoint.LOCAL_ACTIVE)
 
 
 def _find_sender(connection: Connection, node: str, reply_to: str | None) -> Link | None:
     """The local sender attached from ``node`` (matching ``reply_to`` when the client set one)."""
     fallback = None
-    link = connection.link_head(Endpoint.LOCAL_ACTIVE)
-    while link is not None:
+    for link in _open_links(connection):
         if link.is_sender and link.remote_source.address == node:
             if reply_to is None or link.remote_target.address == reply_to:
                 return link
             fallback = link
-        link = link.next(Endpoint.LOCAL_ACTIVE)
     return fallback
+
+
+def _condition(name: str, description: str) -> Condition:
+    return Condition(name, description, {symbol("com.microsoft:tracking-id"): str(uuid.uuid4())})
+
+
+def _dead_letter_details(condition: Condition | None) -> tuple[str | None, str | None]:
+    """Reason and description of a dead-letter request: the SDK puts both in the error's info
+    map (``DeadLetterReason``, ``DeadLetterErrorDescription``), the description also as the
+    error's description."""
+    if condition is None:
+        return None, None
+    raw: Any = condition.info if isinstance(condition.info, dict) else {}
+    info = {str(k): as_text(v) for k, v in raw.items()}
+    description = info.get("DeadLetterErrorDescription") or as_text(condition.description)
+    return info.get("DeadLetterReason") or None, description or None
+
+
+def _lock_tokens(value: Any) -> list[uuid.UUID]:
+    """Lock tokens of a management request: an AMQP array of uuids (or a list)."""
+    items = value.elements if isinstance(value, Array) else value
+    if not isinstance(items, list | tuple) or not items:
+        raise ValueError(f"lock-tokens must be a non-empty array of uuids, got {value!r}")
+    return [item if isinstance(item, uuid.UUID) else uuid.UUID(str(item)) for item in items]
 
 
 def _entity_of(address: str) -> str:
@@ -518,6 +869,11 @@ def _entity_of(address: str) -> str:
     parsed = urlparse(address)
     path = parsed.path if parsed.scheme else address
     return path.strip("/")
+
+
+def _properties_as_text(message: Message) -> dict[str, Any]:
+    raw: dict[Any, Any] = message.properties or {}
+    return {str(k): as_text(v) for k, v in raw.items()}
 
 
 def _check_sas(token: str, audience: str) -> str | None:
@@ -536,95 +892,3 @@ def _check_sas(token: str, audience: str) -> str | None:
         return "invalid signature"
     return None
 
-
-def _plain(value: Any) -> Any:
-    """Detach a decoded value from proton's buffers (binary comes back as a memoryview into
-    the ``Data`` object, which dies with it) and turn symbols into plain strings."""
-    if isinstance(value, memoryview):
-        return bytes(value)
-    if isinstance(value, dict):
-        return {_plain(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    if isinstance(value, symbol):
-        return str(value)
-    if isinstance(value, int) and not isinstance(value, bool | timestamp):
-        return int(value)  # proton's int32, ulong, ... compare equal anyway; keep them plain
-    return value
-
-
-def _decode_sections(encoded: bytes) -> list[tuple[int, Any]]:
-    """Split an encoded AMQP message into its (section descriptor, value) pairs."""
-    sections: list[tuple[int, Any]] = []
-    view = memoryview(encoded)
-    while view:
-        data = Data()
-        consumed = data.decode(bytes(view))
-        data.rewind()
-        data.next()
-        described = data.get_object()
-        if not isinstance(described, Described) or not isinstance(described.descriptor, int):
-            raise ValueError(f"not an AMQP message section: {described!r}")
-        sections.append((int(described.descriptor), _plain(described.value)))
-        view = view[consumed:]
-    return sections
-
-
-def _batch_items(sections: list[tuple[int, Any]]) -> list[bytes] | None:
-    """The encoded messages inside a batch envelope, or None when it is no batch."""
-    body = [(d, v) for d, v in sections if d in _BODY_SECTIONS]
-    if not body or any(d != _DATA_SECTION for d, _ in body):
-        return None
-    items: list[bytes] = [v for _, v in body]
-    # Each item of a batch is an encoded message: it starts with a described section (0x00).
-    if any(len(item) < 3 or item[0] != 0x00 for item in items):
-        return None
-    return items
-
-
-def _as_text(value: Any) -> Any:
-    if isinstance(value, memoryview | bytes):
-        return bytes(value).decode("utf-8", "replace")
-    return value
-
-
-def _properties_as_text(message: Message) -> dict[str, Any]:
-    raw: dict[Any, Any] = message.properties or {}
-    return {str(k): _as_text(v) for k, v in raw.items()}
-
-
-def _text(value: Any) -> str | None:
-    return None if value is None else str(value)
-
-
-def _to_received(
-    entity: str, sections: list[tuple[int, Any]], sequence_number: int
-) -> ReceivedAmqpMessage:
-    by_kind: dict[int, Any] = {}
-    body = bytearray()
-    for descriptor, value in sections:
-        if descriptor == _DATA_SECTION:
-            body += value
-        elif descriptor in _BODY_SECTIONS:  # amqp-value / amqp-sequence: not what the SDK sends
-            body += value.encode() if isinstance(value, str) else json.dumps(value).encode()
-        else:
-            by_kind[descriptor] = value
-    # properties: message-id, user-id, to, subject, reply-to, correlation-id, content-type,
-    # content-encoding, absolute-expiry-time, creation-time, group-id, ... (trailing nulls cut)
-    props = list(by_kind.get(_PROPERTIES, [])) + [None] * 13
-    header = list(by_kind.get(_HEADER, [])) + [None] * 5
-    return ReceivedAmqpMessage(
-        entity=entity,
-        message_id=_text(props[0]),
-        subject=_text(props[3]),
-        content_type=_text(props[6]),
-        correlation_id=_text(props[5]),
-        application_properties=dict(by_kind.get(_APPLICATION_PROPERTIES, {})),
-        body=bytes(body),
-        session_id=_text(props[10]),
-        reply_to=_text(props[4]),
-        to=_text(props[2]),
-        time_to_live_ms=None if header[2] is None else int(header[2]),
-        message_annotations=dict(by_kind.get(_MESSAGE_ANNOTATIONS, {})),
-        sequence_number=sequence_number,
-    )
