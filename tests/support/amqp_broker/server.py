@@ -107,8 +107,10 @@ from tests.support.amqp_broker.codec import (
     to_received,
 )
 from tests.support.amqp_broker.entities import (
+    DEAD_LETTER_SUFFIX,
     DEFAULT_LOCK_DURATION,
     DEFAULT_MAX_DELIVERY_COUNT,
+    SUBSCRIPTIONS_INFIX,
     Acquired,
     EntityNotFoundError,
     LockLostError,
@@ -321,7 +323,7 @@ class AmqpTestBroker:
             self._namespace.declare_subscription(
                 topic, name, lock_duration=lock_duration, max_delivery_count=max_delivery_count
             )
-        return f"{topic}/Subscriptions/{name}"
+        return f"{topic}{SUBSCRIPTIONS_INFIX}{name}"
 
     def counts(self, path: str) -> MessageCounts:
         """Message counts of a queue, subscription or dead-letter queue (``EntityNotFoundError``
@@ -354,7 +356,7 @@ class AmqpTestBroker:
         return [
             DeadLetteredMessage(
                 message=to_received(
-                    f"{path}/$DeadLetterQueue", split_sections(m.payload), m.sequence_number
+                    path + DEAD_LETTER_SUFFIX, split_sections(m.payload), m.sequence_number
                 ),
                 reason=m.dead_letter_reason,
                 description=m.dead_letter_description,
