@@ -1,5 +1,5 @@
 """ServiceBusPublisher over the real azure-servicebus SDK and a real AMQP connection to the
-in-process test broker (tests/support/amqp_broker.py)."""
+in-process test broker (tests/support/amqp_broker/)."""
 
 from __future__ import annotations
 
