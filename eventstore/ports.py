@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Protocol
 
 from eventstore.commit import Commit, JsonDict
@@ -138,3 +139,21 @@ class MessagePublisher(Protocol):
 
 class FeedStore(EventStore, ChangeFeed, CheckpointStore, Protocol):
     """An event store that also serves its change feed and keeps feed checkpoints."""
+
+
+@dataclass(frozen=True)
+class InboundMessage:
+    """A message received with peek-lock from a broker, for the host that delivers it to a
+    Service Bus-triggered function (settled through the inbox that received it)."""
+
+    message_id: str
+    subject: str
+    body: bytes
+    correlation_id: str
+    application_properties: Mapping[str, str | int]
+    delivery_count: int  # 1 on the first delivery, as the Functions host reports it
+    enqueued_time: datetime
+    lock_token: str
+    locked_until: datetime
+    entity_path: str
+    sequence_number: int
