@@ -15,7 +15,7 @@ import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from app.adapters.acquirer import SimulatedAcquirer
 from app.adapters.entra_auth import (
@@ -63,6 +63,11 @@ class Backend(Protocol):
 
     def publisher(self) -> MessagePublisher: ...
 
+    def inbox(self, entity_path: str, max_lock_renewal: float) -> Any:
+        """Peek-lock receiving from a queue or subscription, for a host that runs the Service
+        Bus-triggered functions itself (one per worker thread)."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -95,6 +100,11 @@ class AzureBackend:
             if self._publisher is None:
                 self._publisher = ServiceBusPublisher.from_settings(self._servicebus)
             return self._publisher
+
+    def inbox(self, entity_path: str, max_lock_renewal: float) -> Any:
+        from eventstore.adapters.servicebus.receiver import ServiceBusInbox
+
+        return ServiceBusInbox(self._servicebus, entity_path, max_lock_renewal)
 
     def close(self) -> None:
         from eventstore.adapters.cosmos import close_cached_clients
@@ -146,6 +156,9 @@ class EmbeddedBackend:
         from eventstore.embedded.bus import EmbeddedBusPublisher
 
         return EmbeddedBusPublisher(self.bus)
+
+    def inbox(self, entity_path: str, max_lock_renewal: float) -> Any:
+        return self.bus  # thread-safe: every worker shares it
 
     def close(self) -> None:
         with self._lock:

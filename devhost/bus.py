@@ -49,8 +49,10 @@ def _timespan(value: str) -> float:
 def to_function_message(received: Any) -> ServiceBusMessage:
     """The embedded bus's message as the azure.functions input object the worker would pass."""
     properties = dict(received.application_properties)
+    body = received.body if isinstance(received.body, bytes) else \
+        json.dumps(received.body, separators=(",", ":")).encode()
     return ServiceBusMessage(
-        body=json.dumps(received.body, separators=(",", ":")).encode(),
+        body=body,
         message_id=received.message_id,
         subject=received.subject,
         label=received.subject,
@@ -128,11 +130,17 @@ class BusWorker(threading.Thread):
                 continue
             for message in messages:
                 self._deliver(message)
+        close = getattr(self.bus, "close", None)
+        if close is not None and getattr(self.bus, "renews_locks_itself", False):
+            close()  # this worker's own receiver
 
     def _deliver(self, message: Any) -> None:
         detail = f"(message {message.message_id}, delivery {message.delivery_count})"
+        # An inbox over the Service Bus SDK renews its locks itself (AutoLockRenewer).
+        renewal = 0.0 if getattr(self.bus, "renews_locks_itself", False) else \
+            self.options.max_auto_lock_renewal
         try:
-            with LockRenewer(self.bus, message, self.options.max_auto_lock_renewal):
+            with LockRenewer(self.bus, message, renewal):
                 invoke(self.spec.name, self.spec.call,
                        {self.spec.arg_name: to_function_message(message)}, detail)
         except Exception as error:

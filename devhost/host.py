@@ -103,7 +103,6 @@ class _Server(uvicorn.Server):
 def run(options: HostOptions) -> int:
     """Run until Ctrl-C; the exit code is 1 when the HTTP server could not start."""
     index, _ = prepare(options)
-    from app.bootstrap import EmbeddedBackend
     from functions import runtime
 
     services = runtime.services()
@@ -123,16 +122,13 @@ def run(options: HostOptions) -> int:
     try:
         for spec in index.feeds:
             threads.append(FeedPump(spec, _reachable(services, spec.database), stop))
-        if index.bus:
-            if isinstance(services.backend, EmbeddedBackend):
-                bus = services.backend.bus
-                bus_options = BusOptions.from_host_json(host_json(options.app_dir))
-                for bus_spec in index.bus:
-                    threads.extend(BusWorker(bus_spec, bus, stop, i, bus_options)
-                                   for i in range(bus_options.max_concurrent_calls))
-            else:
-                log.warning("--backend azure: Service Bus-triggered functions are not run by "
-                            "this host (use `func start` for them); messages stay in Service Bus")
+        bus_options = BusOptions.from_host_json(host_json(options.app_dir))
+        for bus_spec in index.bus:
+            threads.extend(
+                BusWorker(bus_spec, services.backend.inbox(bus_spec.entity_path,
+                                                           bus_options.max_auto_lock_renewal),
+                          stop, i, bus_options)
+                for i in range(bus_options.max_concurrent_calls))
         if options.backend == "embedded":
             data.register(files)
         prefix = route_prefix(options.app_dir)

@@ -290,6 +290,9 @@ class FaultyBackend:
     def publisher(self) -> MessagePublisher:
         return self._publisher or self.embedded.publisher()
 
+    def inbox(self, entity_path: str, max_lock_renewal: float) -> Any:
+        return self.embedded.inbox(entity_path, max_lock_renewal)
+
     def close(self) -> None:
         self.embedded.close()
 
