@@ -13,7 +13,12 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from app.ports import PaymentsGateway
-from contracts.messages import IntegrationMessage, PaymentCompletedV1, PaymentFailedV1
+from contracts.messages import (
+    IntegrationMessage,
+    PaymentCompletedV1,
+    PaymentFailedV1,
+    PaymentFailedV2,
+)
 from domain import orders as domain
 from eventstore.commands import CommandContext, CommandProcessor, fingerprint
 from eventstore.commit import JsonDict
@@ -129,7 +134,7 @@ class OrdersService:
         match message:
             case PaymentCompletedV1():
                 command = domain.MarkOrderPaid(message.paymentId)
-            case PaymentFailedV1():
+            case PaymentFailedV1() | PaymentFailedV2():  # both during the transition to v2
                 command = domain.RecordPaymentFailure(message.paymentId, message.reason)
             case _:
                 log.info("ignoring %s: Orders does not consume it", message.name)

@@ -20,7 +20,7 @@ from contracts.messages import (
     OrderPaidV1,
     OrderPlacedV1,
     PaymentCompletedV1,
-    PaymentFailedV1,
+    PaymentFailedV2,
 )
 from domain import orders, payments
 
@@ -100,6 +100,6 @@ def _payment_completed(created: payments.PaymentCreated, event: payments.Payment
 @payment_publications.on(payments.PaymentFailed)
 def _payment_failed(created: payments.PaymentCreated, event: payments.PaymentFailed
                     ) -> IntegrationMessage:
-    return PaymentFailedV1(paymentId=created.payment_id, orderId=created.reference_id,
+    return PaymentFailedV2(paymentId=created.payment_id, orderId=created.reference_id,
                            amount=created.amount, currency=created.currency,
-                           reason=event.reason)
+                           reason=event.reason, reasonCode=event.reason_code)

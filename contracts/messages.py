@@ -1,8 +1,14 @@
-"""Version 1 of the integration events and the queue command, as pydantic models.
+"""The integration events and the queue command, as pydantic models, one class per version.
 
 Wire format: the JSON body is the model (camelCase field names); the Service Bus `subject` is the
 contract name and the application property `contractVersion` its version. A consumer rejects an
 unknown name or version instead of guessing.
+
+A contract's version is its own, not the version of the domain event behind it: an event's
+stored shape may change without the contract changing, and the other way round. A new contract
+version is a new class beside the old one; consumers accept both for a transition period (until
+no message of the old version can still be in flight), producers publish the new one once every
+consumer is deployed with it.
 """
 
 from __future__ import annotations
@@ -56,6 +62,20 @@ class PaymentFailedV1(IntegrationMessage):
     reason: str
 
 
+class PaymentFailedV2(IntegrationMessage):
+    """Version 2 adds a machine-readable ``reasonCode`` beside the text."""
+
+    name = "PaymentFailed"
+    version = 2
+    channel = Channel.PAYMENTS_TOPIC
+    paymentId: str = Field(min_length=1)
+    orderId: str = Field(min_length=1)
+    amount: int = Field(ge=0)
+    currency: str = Field(min_length=3, max_length=3)
+    reason: str
+    reasonCode: str = Field(min_length=1)
+
+
 class OrderPlacedV1(IntegrationMessage):
     name = "OrderPlaced"
     channel = Channel.ORDERS_TOPIC
@@ -97,7 +117,8 @@ CONTRACTS: dict[tuple[str, int], type[IntegrationMessage]] = {
     (c.name, c.version): c
     for c in (
         PaymentCompletedV1,
-        PaymentFailedV1,
+        PaymentFailedV1,  # still accepted: messages published before version 2 may be in flight
+        PaymentFailedV2,
         OrderPlacedV1,
         OrderPaidV1,
         OrderCancelledV1,

@@ -3,14 +3,16 @@
 Kept apart from the deciders, as Equinox keeps ``Stream`` and ``Events.codec`` apart from
 ``decide``: renaming a Python attribute must never change what is stored, and a decision must
 never depend on a storage format. Each event type is declared once, as an ``EventSchema``: its
-stored name, schema version, and the field-by-field encoder and decoder.
+stored name, schema version, the field-by-field encoder and decoder, and the upcasters that lift
+data stored at an older version to the current one (v1 -> v2 -> ...), so stored events are never
+rewritten and the decoder only ever reads the current shape.
 """
 
 from __future__ import annotations
 
 import typing
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
@@ -47,15 +49,40 @@ class EncodedEvent:
     data: JsonObject
 
 
+Upcaster = Callable[[Mapping[str, Any]], JsonObject]
+"""Turns the stored data of one schema version into the data of the next."""
+
+
 @dataclass(frozen=True)  # no slots: EventSchema[X](...) sets __orig_class__
 class EventSchema(Generic[T]):
-    """One event type as stored. ``decode`` reads data of the current ``version``."""
+    """One event type as stored. ``encode`` writes and ``decode`` reads data of the current
+    ``version``; ``upcasters[n]`` turns data of version n into version n + 1, one for every
+    version before the current one, so data of any stored version is read through the chain."""
 
     type_name: str
     event_class: type[T]
     version: int
     encode: Callable[[T], JsonObject]
     decode: Callable[[Mapping[str, Any]], T]
+    upcasters: Mapping[int, Upcaster] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.version < 1:
+            raise TypeError(f"{self.type_name}: schema versions start at 1, got {self.version}")
+        if set(self.upcasters) != set(range(1, self.version)):
+            raise TypeError(
+                f"{self.type_name} is at version {self.version}: declare one upcaster from each "
+                f"older version {list(range(1, self.version))}, got {sorted(self.upcasters)}")
+
+    def upcast(self, schema_version: int, data: Mapping[str, Any]) -> Mapping[str, Any]:
+        """The data of the current version, from data stored at ``schema_version``."""
+        if not 1 <= schema_version <= self.version:
+            raise ValueError(
+                f"unsupported schema version {schema_version} of {self.type_name} "
+                f"(this code reads versions 1 to {self.version})")
+        for version in range(schema_version, self.version):
+            data = self.upcasters[version](data)
+        return data
 
 
 class EventCodec(Generic[E]):
@@ -86,6 +113,10 @@ class EventCodec(Generic[E]):
     def type_names(self) -> frozenset[str]:
         return frozenset(self._by_name)
 
+    @property
+    def schemas(self) -> tuple[EventSchema[Any], ...]:
+        return tuple(self._by_name.values())
+
     def type_name(self, event_class: type[Any]) -> str:
         schema = self._by_class.get(event_class)
         if schema is None:
@@ -99,7 +130,8 @@ class EventCodec(Generic[E]):
         return EncodedEvent(schema.type_name, schema.version, schema.encode(event))
 
     def decode(self, event_type: str, schema_version: int, data: Mapping[str, Any]) -> E:
-        """Rebuild a stored event; ValueError for an unknown type or schema version or bad data.
+        """Rebuild a stored event of any schema version the codec knows (older ones are upcast);
+        ValueError for an unknown type or schema version or bad data.
 
         Stored events are facts: a malformed one is corruption or a bug, never a user error."""
         if not isinstance(data, Mapping):
@@ -107,12 +139,7 @@ class EventCodec(Generic[E]):
         schema = self._by_name.get(event_type)
         if schema is None:
             raise ValueError(f"unknown {self.aggregate} event type {event_type!r}")
-        if schema_version != schema.version:
-            raise ValueError(
-                f"unsupported schema version {schema_version} of {event_type} "
-                f"(this code reads version {schema.version})"
-            )
-        event: E = schema.decode(data)
+        event: E = schema.decode(schema.upcast(schema_version, data))
         return event
 
 

@@ -13,6 +13,7 @@ from typing import Never
 from domain.decider import Decider
 from domain.errors import (
     AlreadyExists,
+    InvalidCommand,
     InvalidTransition,
     StreamNotFound,
     require_id,
@@ -31,6 +32,16 @@ class PaymentStatus(StrEnum):
 
 
 TERMINAL_PAYMENT_STATUSES = frozenset({PaymentStatus.COMPLETED, PaymentStatus.FAILED})
+
+
+class FailureCode(StrEnum):
+    """Why a payment failed, for machines (``reason`` is the text for people)."""
+
+    AMOUNT_ABOVE_LIMIT = "amount_above_limit"
+    UNSPECIFIED = "unspecified"
+
+
+FAILURE_CODES = frozenset(code.value for code in FailureCode)
 
 
 # Commands ---------------------------------------------------------------------------------------
@@ -57,6 +68,7 @@ class CompletePayment:
 @dataclass(frozen=True, slots=True)
 class FailPayment:
     reason: str
+    reason_code: str  # a FailureCode value
 
 
 PaymentCommand = CreatePayment | AuthorizePayment | CompletePayment | FailPayment
@@ -86,6 +98,7 @@ class PaymentCompleted:
 @dataclass(frozen=True, slots=True)
 class PaymentFailed:
     reason: str
+    reason_code: str  # a FailureCode value; stored since schema version 2
 
 
 PaymentEvent = PaymentCreated | PaymentStarted | PaymentCompleted | PaymentFailed
@@ -103,6 +116,7 @@ class PaymentState:
     currency: str = ""
     authorization_code: str | None = None
     failure_reason: str | None = None
+    failure_code: str | None = None
 
     @property
     def exists(self) -> bool:
@@ -186,9 +200,13 @@ def _complete(command: CompletePayment, state: PaymentState) -> list[PaymentEven
 
 def _fail(command: FailPayment, state: PaymentState) -> list[PaymentEvent]:
     reason = require_text(command.reason, "reason")
+    if command.reason_code not in FAILURE_CODES:
+        raise InvalidCommand(
+            f"reasonCode must be one of {', '.join(FailureCode)}, got {command.reason_code!r}",
+            "reasonCode")
     status = _require_payment(state, "FailPayment")
     if status is PaymentStatus.STARTED:
-        return [PaymentFailed(reason=reason)]
+        return [PaymentFailed(reason=reason, reason_code=command.reason_code)]
     if status is PaymentStatus.FAILED:
         return []  # the acquirer's answer redelivered
     why = "it was not authorized" if status is PaymentStatus.CREATED else "it is completed"
@@ -222,7 +240,8 @@ def acquirer_decision(
     same answer (and the same authorization code) every time."""
     if amount > decline_above:
         return FailPayment(
-            reason=f"declined by the acquirer: amount {amount} is above the limit {decline_above}"
+            reason=f"declined by the acquirer: amount {amount} is above the limit {decline_above}",
+            reason_code=FailureCode.AMOUNT_ABOVE_LIMIT,
         )
     digest = hashlib.sha256(payment_id.encode("utf-8")).hexdigest()
     return CompletePayment(authorization_code=f"AUTH-{digest[:8]}")
@@ -249,7 +268,8 @@ def evolve(state: PaymentState, event: PaymentEvent) -> PaymentState:
                 state, status=PaymentStatus.COMPLETED, authorization_code=event.authorization_code
             )
         case PaymentFailed():
-            return replace(state, status=PaymentStatus.FAILED, failure_reason=event.reason)
+            return replace(state, status=PaymentStatus.FAILED, failure_reason=event.reason,
+                           failure_code=event.reason_code)
         case _:
             _unexpected("event", event)
 

@@ -41,6 +41,7 @@ def apply_payment_event(view: View | None, event: PaymentEvent, version: int) ->
         case PaymentFailed():
             new["status"] = PaymentStatus.FAILED.value
             new["failureReason"] = event.reason
+            new["failureReasonCode"] = event.reason_code
         case _:
             raise TypeError(f"not a payment event: {event!r}")
     return new

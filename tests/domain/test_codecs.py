@@ -1,4 +1,5 @@
-"""Event codecs: the stored format is exact (camelCase, schema version 1) and round-trips."""
+"""Event codecs: the stored format is exact (camelCase, current schema version) and round-trips;
+older stored versions are upcast through each event's chain."""
 
 from __future__ import annotations
 
@@ -40,8 +41,12 @@ PAYMENT_GOLDEN: list[tuple[payments.PaymentEvent, dict[str, Any]]] = [
     ),
     (payments.PaymentStarted(), {}),
     (payments.PaymentCompleted("AUTH-1"), {"authorizationCode": "AUTH-1"}),
-    (payments.PaymentFailed("declined"), {"reason": "declined"}),
+    (payments.PaymentFailed("declined", "unspecified"),
+     {"reason": "declined", "reasonCode": "unspecified"}),
 ]
+
+# Events whose stored shape changed since version 1 (all others are at version 1).
+CURRENT_VERSIONS = {"PaymentFailed": 2}
 
 GOLDEN: list[Any] = [
     pytest.param(orders.order_codec, event, data, id=type(event).__name__)
@@ -70,7 +75,9 @@ def test_encode_is_exact_and_decode_round_trips(
     codec: EventCodec[Any], event: Any, data: dict[str, Any]
 ) -> None:
     encoded = codec.encode(event)
-    assert encoded == EncodedEvent(type=type(event).__name__, schema_version=1, data=data)
+    name = type(event).__name__
+    assert encoded == EncodedEvent(type=name, schema_version=CURRENT_VERSIONS.get(name, 1),
+                                   data=data)
     stored = json.loads(json.dumps(encoded.data))
     assert codec.decode(encoded.type, encoded.schema_version, stored) == event
 
@@ -79,7 +86,8 @@ def test_encode_is_exact_and_decode_round_trips(
 def test_decode_ignores_unknown_fields(codec: EventCodec[Any], golden: Any) -> None:
     # Tolerant reader: a later writer may add optional fields without a new schema version.
     for event, data in golden:
-        assert codec.decode(type(event).__name__, 1, {**data, "extra": True}) == event
+        name = type(event).__name__
+        assert codec.decode(name, CURRENT_VERSIONS.get(name, 1), {**data, "extra": True}) == event
 
 
 @pytest.mark.parametrize(("codec", "golden"), CODECS)
@@ -97,10 +105,12 @@ def test_decode_rejects_unknown_types(codec: EventCodec[Any], golden: Any) -> No
 def test_decode_rejects_unknown_schema_versions(
     codec: EventCodec[Any], golden: Any
 ) -> None:
-    event, data = golden[0]
-    for version in (0, 2):
-        with pytest.raises(ValueError, match=f"unsupported schema version {version}"):
-            codec.decode(type(event).__name__, version, data)
+    for event, data in golden:
+        name = type(event).__name__
+        for version in (0, -1, CURRENT_VERSIONS.get(name, 1) + 1):
+            with pytest.raises(ValueError, match=f"unsupported schema version {version} of "
+                                                 f"{name}"):
+                codec.decode(name, version, data)
 
 
 @pytest.mark.parametrize(("codec", "event", "data"), GOLDEN)
@@ -108,14 +118,15 @@ def test_decode_rejects_missing_or_mistyped_fields(
     codec: EventCodec[Any], event: Any, data: dict[str, Any]
 ) -> None:
     name = type(event).__name__
+    version = CURRENT_VERSIONS.get(name, 1)
     for key, value in data.items():
         missing = {k: v for k, v in data.items() if k != key}
         with pytest.raises(ValueError, match=f"'{key}'"):
-            codec.decode(name, 1, missing)
+            codec.decode(name, version, missing)
         # A string where an int belongs and vice versa; a bool is not an int either.
         wrong: object = True if isinstance(value, int) else 12
         with pytest.raises(ValueError, match=f"'{key}'"):
-            codec.decode(name, 1, {**data, key: wrong})
+            codec.decode(name, version, {**data, key: wrong})
 
 
 @pytest.mark.parametrize(("codec", "golden"), CODECS)
@@ -161,3 +172,94 @@ def test_stream_categories_name_streams_and_read_them_back() -> None:
     assert orders.ORDER_STREAM.owns("order-x") and not orders.ORDER_STREAM.owns("payment-x")
     with pytest.raises(ValueError, match="not in the order category"):
         StreamCategory("order").aggregate_id("payment-p-1")
+
+
+# Upcasting ---------------------------------------------------------------------------------------
+
+
+def test_versions_are_as_declared() -> None:
+    versions = {schema.type_name: schema.version
+                for codec in (orders.order_codec, payments.payment_codec)
+                for schema in codec.schemas}
+    assert {name: v for name, v in versions.items() if v != 1} == CURRENT_VERSIONS
+
+
+@pytest.mark.parametrize(("reason", "code"), [
+    ("declined by the acquirer: amount 7000 is above the limit 5000", "amount_above_limit"),
+    ("declined by the acquirer: amount 1 is above the limit 0", "amount_above_limit"),
+    ("declined by the acquirer: amount 7000 is above the limit 5000 (retry)", "unspecified"),
+    ("insufficient funds", "unspecified"),
+    ("", "unspecified"),
+])
+def test_payment_failed_v1_is_upcast_with_a_code_read_from_its_text(reason: str, code: str
+                                                                    ) -> None:
+    assert payments.payment_codec.decode("PaymentFailed", 1, {"reason": reason}) == \
+        payments.PaymentFailed(reason=reason, reason_code=code)
+
+
+def test_payment_failed_v1_upcaster_checks_what_it_reads() -> None:
+    with pytest.raises(ValueError, match="'reason' must be a string"):
+        payments.payment_codec.decode("PaymentFailed", 1, {"reason": 5})
+    with pytest.raises(ValueError, match="'reason'"):
+        payments.payment_codec.decode("PaymentFailed", 1, {})
+
+
+def test_new_events_are_written_at_the_new_version() -> None:
+    encoded = payments.payment_codec.encode(
+        payments.PaymentFailed("declined", "amount_above_limit"))
+    assert (encoded.schema_version, encoded.data) == (
+        2, {"reason": "declined", "reasonCode": "amount_above_limit"})
+
+
+class _Named:
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Named) and other.name == self.name
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+def _three_version_codec(calls: list[str]) -> EventCodec[_Named]:
+    # v1 {"n"} -> v2 {"first", "last"} -> v3 {"name"}: each step sees only the previous shape.
+    def v1_to_v2(data: Mapping[str, Any]) -> dict[str, Any]:
+        calls.append("1->2")
+        first, _, last = str(data["n"]).partition(" ")
+        return {"first": first, "last": last}
+
+    def v2_to_v3(data: Mapping[str, Any]) -> dict[str, Any]:
+        calls.append("2->3")
+        return {"name": f"{data['first']} {data['last']}".strip()}
+
+    return EventCodec("thing", _Named, [EventSchema(
+        "Named", _Named, version=3, encode=lambda e: {"name": e.name},
+        decode=lambda d: _Named(str(d["name"])), upcasters={1: v1_to_v2, 2: v2_to_v3})])
+
+
+@pytest.mark.parametrize(("version", "data", "steps"), [
+    (1, {"n": "Ada Lovelace"}, ["1->2", "2->3"]),
+    (2, {"first": "Ada", "last": "Lovelace"}, ["2->3"]),
+    (3, {"name": "Ada Lovelace"}, []),
+])
+def test_an_upcaster_chain_runs_from_the_stored_version_to_the_current_one(
+        version: int, data: dict[str, Any], steps: list[str]) -> None:
+    calls: list[str] = []
+    codec = _three_version_codec(calls)
+    assert codec.decode("Named", version, data) == _Named("Ada Lovelace")
+    assert calls == steps
+    assert codec.encode(_Named("Ada Lovelace")).schema_version == 3
+
+
+@pytest.mark.parametrize(("version", "upcasters", "message"), [
+    (2, {}, r"declare one upcaster from each older version \[1\], got \[\]"),
+    (3, {1: dict}, r"older version \[1, 2\], got \[1\]"),
+    (1, {1: dict}, r"older version \[\], got \[1\]"),
+    (2, {2: dict}, r"older version \[1\], got \[2\]"),
+    (0, {}, "schema versions start at 1, got 0"),
+])
+def test_a_schema_declares_exactly_one_upcaster_per_older_version(
+        version: int, upcasters: dict[int, Any], message: str) -> None:
+    with pytest.raises(TypeError, match=message):
+        EventSchema("Named", _Named, version=version, encode=lambda e: {},
+                    decode=lambda d: _Named(""), upcasters=upcasters)

@@ -16,6 +16,7 @@ from domain.payments import (
     CompletePayment,
     CreatePayment,
     FailPayment,
+    FailureCode,
     PaymentCompleted,
     PaymentCreated,
     PaymentEvent,
@@ -34,7 +35,7 @@ CREATE = CreatePayment(payment_id="pay-1", reference_id="o-1", amount=3250, curr
 CREATED = PaymentCreated(payment_id="pay-1", reference_id="o-1", amount=3250, currency="EUR")
 STARTED = PaymentStarted()
 COMPLETED = PaymentCompleted(authorization_code="AUTH-0da3174c")
-FAILED = PaymentFailed(reason="declined")
+FAILED = PaymentFailed(reason="declined", reason_code="unspecified")
 
 H_STARTED = (CREATED, STARTED)
 H_COMPLETED = (*H_STARTED, COMPLETED)
@@ -43,7 +44,7 @@ H_FAILED = (*H_STARTED, FAILED)
 EVERY_COMMAND_BUT_CREATE: list[Any] = [
     AuthorizePayment(),
     CompletePayment("AUTH-1"),
-    FailPayment("declined"),
+    FailPayment("declined", "unspecified"),
 ]
 
 
@@ -188,13 +189,14 @@ def test_complete_validates_the_code() -> None:
 
 
 def test_fail_a_started_payment() -> None:
-    state = given_payment(*H_STARTED).when(FailPayment("declined")).then(FAILED)
+    state = given_payment(*H_STARTED).when(FailPayment("declined", "unspecified")).then(FAILED)
     assert state.status is PaymentStatus.FAILED and state.failure_reason == "declined"
+    assert state.failure_code == "unspecified"
     assert state.authorization_code is None
 
 
 def test_fail_redelivered_is_a_no_op() -> None:
-    given_payment(*H_FAILED).when(FailPayment("declined")).then_nothing()
+    given_payment(*H_FAILED).when(FailPayment("declined", "unspecified")).then_nothing()
 
 
 @pytest.mark.parametrize(
@@ -204,14 +206,27 @@ def test_fail_redelivered_is_a_no_op() -> None:
 def test_fail_needs_a_started_payment(
     status: str, history: tuple[PaymentEvent, ...], why: str
 ) -> None:
-    given_payment(*history).when(FailPayment("declined")).raises(
+    given_payment(*history).when(FailPayment("declined", "unspecified")).raises(
         InvalidTransition, "FailPayment", f"is {status}", why
     )
 
 
 def test_fail_reason_is_bounded() -> None:
-    error = given_payment(*H_STARTED).when(FailPayment("r" * 501)).raises(InvalidCommand)
+    error = given_payment(*H_STARTED).when(FailPayment("r" * 501, "unspecified")).raises(
+        InvalidCommand)
     assert isinstance(error, InvalidCommand) and error.field == "reason"
+
+
+@pytest.mark.parametrize("code", ["", "declined", "AMOUNT_ABOVE_LIMIT", None])
+def test_fail_reason_code_is_one_of_the_codes(code: Any) -> None:
+    error = given_payment(*H_STARTED).when(FailPayment("declined", code)).raises(
+        InvalidCommand, "reasonCode must be one of amount_above_limit, unspecified")
+    assert isinstance(error, InvalidCommand) and error.field == "reasonCode"
+
+
+def test_failure_codes_are_stable_names() -> None:
+    # Stored in events and published in messages: renaming one breaks readers.
+    assert [c.value for c in FailureCode] == ["amount_above_limit", "unspecified"]
 
 
 # The acquirer -----------------------------------------------------------------------------------
@@ -232,6 +247,7 @@ def test_acquirer_declines_above_the_limit() -> None:
     decision = acquirer_decision("pay-1", 5001, decline_above=5000)
     assert isinstance(decision, FailPayment)
     assert "5001" in decision.reason and "5000" in decision.reason
+    assert decision.reason_code == FailureCode.AMOUNT_ABOVE_LIMIT
 
 
 def test_acquirer_decisions_are_accepted_by_a_started_payment() -> None:

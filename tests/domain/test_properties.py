@@ -288,6 +288,8 @@ def check_payment(
     assert 1 <= state.amount <= MAX_AMOUNT
     assert (state.status is PaymentStatus.COMPLETED) == (state.authorization_code is not None)
     assert (state.status is PaymentStatus.FAILED) == (state.failure_reason is not None)
+    assert (state.status is PaymentStatus.FAILED) == (
+        state.failure_code in {code.value for code in payments.FailureCode})
     created = result.log[0][1]
     assert isinstance(created, payments.PaymentCreated)
     # Nothing after creation changes what is being paid.
@@ -317,7 +319,8 @@ PAYMENT_STEPS = st.one_of(
     ),
     st.just(payments.AuthorizePayment()),
     st.builds(payments.CompletePayment, st.sampled_from(["AUTH-1", "AUTH-2", ""])),
-    st.builds(payments.FailPayment, st.sampled_from(["declined", "r" * 501])),
+    st.builds(payments.FailPayment, st.sampled_from(["declined", "r" * 501]),
+              st.sampled_from(["unspecified", "amount_above_limit", "bogus"])),
     st.builds(Acquire, decline_above=st.sampled_from([100, 5000])),
 )
 PAYMENT_SEQUENCES = st.tuples(

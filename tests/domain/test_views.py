@@ -65,8 +65,10 @@ def test_payment_view_through_both_outcomes() -> None:
     assert completed == {"paymentId": "pay-1", "referenceId": "o1", "status": "Completed",
                          "amount": 500, "currency": "EUR", "version": 3,
                          "authorizationCode": "AUTH-1"}
-    failed = apply_payment_event(view, payments.PaymentFailed("over the limit"), 3)
-    assert (failed["status"], failed["failureReason"]) == ("Failed", "over the limit")
+    failed = apply_payment_event(
+        view, payments.PaymentFailed("over the limit", "amount_above_limit"), 3)
+    assert (failed["status"], failed["failureReason"], failed["failureReasonCode"]) == (
+        "Failed", "over the limit", "amount_above_limit")
 
 
 def test_events_before_creation_and_foreign_objects_are_refused() -> None:
