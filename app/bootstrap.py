@@ -34,7 +34,14 @@ from contracts.mapping import order_publications, payment_publications
 from contracts.messages import Channel
 from domain import orders, payments
 from eventstore.commands import CommandProcessor
-from eventstore.ports import CostMeter, DeadLetterStore, FeedStore, MessagePublisher, ViewStore
+from eventstore.ports import (
+    CostMeter,
+    DeadLetterStore,
+    FeedStore,
+    MessagePublisher,
+    PersonalDataStore,
+    ViewStore,
+)
 from eventstore.projection import Projector, ViewDefinition
 from eventstore.publishing import Publisher
 from eventstore.reads import ViewReader
@@ -60,6 +67,10 @@ class Backend(Protocol):
     """Where the services keep their events and send their messages."""
 
     def stores(self, database: str) -> ServiceStores: ...
+
+    def personal_data(self, database: str, container: str) -> PersonalDataStore:
+        """The erasable personal-data store of a service database, apart from its events."""
+        ...
 
     def publisher(self) -> MessagePublisher: ...
 
@@ -92,6 +103,12 @@ class AzureBackend:
             deadletters_container=names.deadletters, leases_container=names.leases,
             settings=self._cosmos)
         return ServiceStores(cosmos.events, cosmos.views, cosmos.dead_letters, cosmos.meter)
+
+    def personal_data(self, database: str, container: str) -> PersonalDataStore:
+        from eventstore.adapters.cosmos import open_personal_data_store
+
+        return open_personal_data_store(database=database, container=container,
+                                        settings=self._cosmos)
 
     def publisher(self) -> MessagePublisher:
         from eventstore.adapters.servicebus import ServiceBusPublisher
@@ -134,6 +151,15 @@ class EmbeddedBackend:
         with self._lock:
             self._closers.append(db.close)
         return ServiceStores(db.events, db.views, db.dead_letters)
+
+    def personal_data(self, database: str, container: str) -> PersonalDataStore:
+        from eventstore.embedded.personaldata import SqlitePersonalDataStore
+
+        # A file of its own, so erasing from it never touches the event log's file.
+        store = SqlitePersonalDataStore(self._data_dir / f"{database}-{container}.db")
+        with self._lock:
+            self._closers.append(store.close)
+        return store
 
     @property
     def bus(self) -> EmbeddedBus:
@@ -248,6 +274,7 @@ class Services:
             Projector(ORDER_VIEW, stores.views, stores.dead_letters, ORDERS_PROJECTOR),
             Publisher(mapper, self.backend.publisher(), stores.dead_letters, ORDERS_PUBLISHER),
             self._payments_gateway,
+            self.backend.personal_data(config.database, config.personal_data_container),
         )
 
     def _build_payments(self) -> PaymentsService:

@@ -20,13 +20,15 @@ from contracts.messages import (
     PaymentFailedV2,
 )
 from domain import orders as domain
+from domain import personal_data
+from domain.errors import is_document_key, require_document_key
 from eventstore.commands import CommandContext, CommandProcessor, fingerprint
 from eventstore.commit import JsonDict
 from eventstore.poison import parse_commits
-from eventstore.ports import DeadLetterStore, EventStore
+from eventstore.ports import DeadLetterStore, EventStore, PersonalDataStore
 from eventstore.projection import Projector
 from eventstore.publishing import Publisher
-from eventstore.reads import ViewRead, ViewReader, stream_events
+from eventstore.reads import PointInTime, ViewRead, ViewReader, stream_events
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +67,8 @@ class CheckedOut:
 class OrdersService:
     def __init__(self, processor: OrderProcessor, events: EventStore, dead_letters: DeadLetterStore,
                  reader: ViewReader[domain.OrderEvent], projector: Projector[domain.OrderEvent],
-                 publisher: Publisher, payments: PaymentsGateway) -> None:
+                 publisher: Publisher, payments: PaymentsGateway,
+                 customers: PersonalDataStore) -> None:
         self._orders = processor
         self._events = events
         self._dead_letters = dead_letters
@@ -73,16 +76,44 @@ class OrdersService:
         self._projector = projector
         self._publisher = publisher
         self._payments = payments
+        self._customers = customers
 
     # -- commands -------------------------------------------------------------------------------
 
     def create_order(self, customer_id: str, currency: str, context: CommandContext,
-                     idempotency_key: str | None = None) -> Created:
+                     idempotency_key: str | None = None,
+                     customer: personal_data.CustomerDetails | None = None) -> Created:
+        """The order's events name the customer by ``customer_id`` only; the details, when
+        given, go to the personal-data store (first, so no order ever lacks the details it was
+        created with; storing them again on a retry changes nothing)."""
         order_id = str(uuid.uuid5(ORDER_ID_NAMESPACE, idempotency_key) if idempotency_key
                        else uuid.uuid4())
-        result = self._orders.execute(order_id, domain.CreateOrder(order_id, customer_id,
-                                                                    currency), context)
+        command = domain.CreateOrder(order_id, customer_id, currency)
+        if customer is not None:
+            # Every refusal comes before anything is stored.
+            domain.order_decider.decide(command, domain.INITIAL_ORDER)
+            self._store_details(customer_id, customer, field_prefix="customer.")
+        result = self._orders.execute(order_id, command, context)
         return Created(order_id, result.version)
+
+    def update_customer_details(self, customer_id: str,
+                                details: personal_data.CustomerDetails) -> None:
+        """Replace the customer's details (also after an erasure: given anew); every order of
+        the customer shows them from now on."""
+        self._store_details(customer_id, details)
+
+    def erase_customer_data(self, customer_id: str) -> None:
+        """Erase the customer's personal data for good (idempotent). The events and orders stay
+        as they were: they only ever held the opaque customer id."""
+        self._customers.erase(require_document_key(customer_id, "customerId"))
+        log.info("erased the personal data of customer %s", customer_id)
+
+    def _store_details(self, customer_id: str, details: personal_data.CustomerDetails,
+                       field_prefix: str = "") -> None:
+        key = require_document_key(customer_id, "customerId")
+        checked = personal_data.customer_details(details.name, details.email,
+                                                 details.shipping_address, field_prefix)
+        self._customers.put(key, personal_data.details_document(checked))
 
     def add_item(self, order_id: str, product_id: str, quantity: int, unit_price: int,
                  context: CommandContext) -> ItemAdded:
@@ -145,8 +176,25 @@ class OrdersService:
 
     # -- reads ----------------------------------------------------------------------------------
 
-    def get_order(self, order_id: str, min_version: int = 0) -> ViewRead:
-        return self._reader.read(order_id, min_version)
+    def get_order(self, order_id: str, min_version: int = 0,
+                  as_of: PointInTime | None = None) -> ViewRead:
+        """The order's view: fresh (at least ``min_version``) or as it was at ``as_of``, with
+        the customer's details looked up now (or shown as erased)."""
+        read = (self._reader.read_at(order_id, as_of) if as_of is not None
+                else self._reader.read(order_id, min_version))
+        return ViewRead({**read.document, "customer": self._customer_of(read.document)},
+                        read.source)
+
+    def _customer_of(self, view: JsonDict) -> JsonDict | None:
+        customer_id = view.get("customerId")
+        if not isinstance(customer_id, str) or not is_document_key(customer_id):
+            return None  # an id that can key no details (allowed before details existed)
+        stored = self._customers.get(customer_id)
+        if stored is None:
+            return None
+        details = None if stored.data is None else \
+            personal_data.details_from_document(stored.data)
+        return personal_data.customer_view(details, stored.erased_at)
 
     def order_events(self, order_id: str) -> list[JsonDict]:
         return stream_events(self._events, domain.ORDER_STREAM.stream_id(order_id), "order",

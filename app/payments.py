@@ -19,7 +19,7 @@ from eventstore.poison import parse_commits
 from eventstore.ports import DeadLetterStore, EventStore
 from eventstore.projection import Projector
 from eventstore.publishing import Publisher
-from eventstore.reads import ViewRead, ViewReader, stream_events
+from eventstore.reads import PointInTime, ViewRead, ViewReader, stream_events
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +85,11 @@ class PaymentsService:
 
     # -- reads ----------------------------------------------------------------------------------
 
-    def get_payment(self, payment_id: str, min_version: int = 0) -> ViewRead:
+    def get_payment(self, payment_id: str, min_version: int = 0,
+                    as_of: PointInTime | None = None) -> ViewRead:
+        """The payment's view: fresh (at least ``min_version``), or as it was at ``as_of``."""
+        if as_of is not None:
+            return self._reader.read_at(payment_id, as_of)
         return self._reader.read(payment_id, min_version)
 
     def payment_events(self, payment_id: str) -> list[JsonDict]:

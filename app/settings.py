@@ -64,6 +64,10 @@ class OrdersSettings(_Group):
     payments_topic: str = Field("payments", alias="PAYMENTS_TOPIC", min_length=1)
     payments_subscription: str = Field("orders", alias="PAYMENTS_SUBSCRIPTION", min_length=1)
     payments_api_base_url: str = Field("", alias="PAYMENTS_API_BASE_URL")
+    # Customers' personal data, apart from the event log so that it can be erased.
+    # It names a container and, on the embedded backend, a file.
+    personal_data_container: str = Field("personaldata", alias="PERSONALDATA_CONTAINER",
+                                         pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,254}$")
 
     @field_validator("payments_api_base_url")
     @classmethod

@@ -17,6 +17,7 @@ from eventstore.adapters.cosmos import (
     CosmosConfigurationError,
     cosmos_client_from_settings,
     ensure_containers,
+    ensure_personal_data_container,
 )
 
 
@@ -42,6 +43,9 @@ def main(argv: list[str] | None = None) -> int:
                 client, database, events_container=names.events, views_container=names.views,
                 deadletters_container=names.deadletters, leases_container=names.leases,
             )
+            if service == "orders":
+                ensure_personal_data_container(client, database,
+                                               settings.orders.personal_data_container)
             print(f"database {database!r}: containers ready", flush=True)
     except (SettingsError, CosmosConfigurationError) as error:
         print(f"error: {error}", file=sys.stderr)

@@ -12,6 +12,8 @@ import re
 MAX_ID_LENGTH = 100
 RESOURCE_ID_PATTERN = re.compile(rf"[A-Za-z0-9][A-Za-z0-9._-]{{0,{MAX_ID_LENGTH - 1}}}")
 MAX_REASON_LENGTH = 500
+# Cosmos DB refuses these in a document id; an id that also names a document must avoid them.
+DOCUMENT_ID_FORBIDDEN = frozenset("/\\?#")
 
 
 class DomainError(Exception):
@@ -88,6 +90,21 @@ def require_resource_id(value: object, field: str) -> str:
             f"{field} must be 1 to {MAX_ID_LENGTH} ASCII letters, digits, '.', '_' or '-', "
             "starting with a letter or digit", field)
     return value
+
+
+def require_document_key(value: object, field: str) -> str:
+    """An id (``require_id``) that also names a document, such as the customer id that keys a
+    customer's personal data: without '/', '\\', '?' or '#', which Cosmos DB refuses in ids."""
+    require_id(value, field)
+    assert isinstance(value, str)
+    if not is_document_key(value):
+        raise InvalidCommand(
+            f"{field} must not contain '/', '\\', '?' or '#' (it names a document)", field)
+    return value
+
+
+def is_document_key(value: str) -> bool:
+    return not DOCUMENT_ID_FORBIDDEN.intersection(value)
 
 
 def require_text(value: object, field: str, max_length: int = MAX_REASON_LENGTH) -> str:

@@ -21,8 +21,10 @@ class NotFound(Exception):
     """The aggregate (or the version of it) a read asked for does not exist."""
 
     def __init__(self, what: str, aggregate_id: str, *, version: int | None = None,
-                 latest: int | None = None) -> None:
-        if version is None:
+                 latest: int | None = None, as_of: str | None = None) -> None:
+        if as_of is not None:
+            detail = f"{what} {aggregate_id!r} did not exist at {as_of}"
+        elif version is None:
             detail = f"no {what} with id {aggregate_id!r}"
         else:
             detail = f"{what} {aggregate_id!r} has no version {version} (its latest is {latest})"

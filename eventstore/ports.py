@@ -137,6 +137,35 @@ class MessagePublisher(Protocol):
     def close(self) -> None: ...
 
 
+@dataclass(frozen=True)
+class PersonalData:
+    """What the personal-data store holds for one data subject (a customer): the data, or,
+    once erased, a tombstone that says when, so reads tell "erased" from "never given"."""
+
+    subject_id: str
+    data: JsonDict | None  # None once erased
+    updated_at: str
+    erased_at: str | None = None
+
+
+class PersonalDataStore(Protocol):
+    """Personal data kept outside the event log, keyed by an opaque subject id that the events
+    carry instead. Subject ids are document ids: no '/', '\\', '?' or '#'."""
+
+    def put(self, subject_id: str, data: JsonDict) -> None:
+        """Store or replace the subject's data (also after an erasure: given anew)."""
+        ...
+
+    def get(self, subject_id: str) -> PersonalData | None: ...
+
+    def erase(self, subject_id: str) -> None:
+        """Delete the data for good, leaving a tombstone. Idempotent: erasing again, or what was
+        never stored, succeeds and keeps the first erasure's time. Returns only once no stored
+        byte of the data is left where the adapter can reach it (for SQLite: the page and the
+        write-ahead log); raises TransientError when that cannot be done now (retry)."""
+        ...
+
+
 class FeedStore(EventStore, ChangeFeed, CheckpointStore, Protocol):
     """An event store that also serves its change feed and keeps feed checkpoints."""
 

@@ -11,6 +11,7 @@ import json
 import logging
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import azure.functions as func
@@ -38,6 +39,7 @@ from domain.errors import (
 from eventstore.clock import new_id
 from eventstore.commands import CommandContext
 from eventstore.errors import ConcurrencyError, IdempotencyKeyReused, NotFound, TransientError
+from eventstore.reads import PointInTime
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +63,10 @@ def json_response(body: Any, status: int = 200, headers: Mapping[str, str] | Non
                   ) -> func.HttpResponse:
     return func.HttpResponse(json.dumps(body, separators=(",", ":")), status_code=status,
                              mimetype="application/json", headers=dict(headers or {}))
+
+
+def no_content() -> func.HttpResponse:
+    return func.HttpResponse(status_code=204)
 
 
 def problem(status: int, title: str, detail: str, errors: list[dict[str, str]] | None = None,
@@ -136,6 +142,45 @@ def min_version(req: func.HttpRequest) -> int:
                        f"minVersion must be a non-negative integer, got {raw!r}",
                        [{"field": "minVersion", "message": "must be a non-negative integer"}])
     return int(raw)
+
+
+def point_in_time(req: func.HttpRequest) -> PointInTime | None:
+    """``asOfVersion=N`` or ``asOf=<timestamp with a UTC offset>``: a read of the past (at most
+    one of them, and not with minVersion, which asks for a fresh view)."""
+    given = [name for name in ("asOfVersion", "asOf", "minVersion") if name in req.params]
+    if len(given) > 1:
+        raise ApiError(400, "Invalid query parameter",
+                       f"use one of asOfVersion, asOf and minVersion, not {' and '.join(given)}",
+                       [{"field": name, "message": "only one of them"} for name in given])
+    if "asOfVersion" in req.params:
+        raw = str(req.params["asOfVersion"])
+        if not (raw.isascii() and raw.isdigit() and len(raw) <= 18):
+            raise ApiError(400, "Invalid query parameter",
+                           f"asOfVersion must be a non-negative integer, got {raw!r}",
+                           [{"field": "asOfVersion", "message": "must be a non-negative integer"}])
+        return PointInTime(version=int(raw))
+    if "asOf" in req.params:
+        raw = str(req.params["asOf"])
+        moment = _utc_timestamp(raw)
+        if moment is None:
+            raise ApiError(400, "Invalid query parameter",
+                           f"asOf must be an ISO 8601 timestamp with its UTC offset, e.g. "
+                           f"2026-01-05T10:00:00Z (send '+' as %2B), got {raw[:64]!r}",
+                           [{"field": "asOf", "message": "must be a timestamp such as "
+                                                         "2026-01-05T10:00:00Z"}])
+        return PointInTime(at=moment)
+    return None
+
+
+def _utc_timestamp(raw: str) -> datetime | None:
+    # A date alone or a time without an offset would be read in some unknown zone: refused.
+    if len(raw) > 64 or "T" not in raw.upper():
+        return None
+    try:
+        moment = datetime.fromisoformat(raw)
+    except ValueError:
+        return None
+    return moment.astimezone(UTC) if moment.tzinfo is not None else None
 
 
 MAX_KEY_LENGTH = 128

@@ -11,6 +11,12 @@ from app.orders import ORDERS_PROJECTOR, ORDERS_PUBLISHER, OrdersService
 from contracts.headers import VIEW_SOURCE_HEADER
 from domain.errors import MAX_ID_LENGTH, MAX_REASON_LENGTH
 from domain.orders import MAX_QUANTITY, MAX_UNIT_PRICE
+from domain.personal_data import (
+    MAX_ADDRESS_LENGTH,
+    MAX_EMAIL_LENGTH,
+    MAX_NAME_LENGTH,
+    CustomerDetails,
+)
 from functions import runtime
 from functions.http import (
     command_context,
@@ -18,6 +24,8 @@ from functions.http import (
     idempotency_key,
     json_response,
     min_version,
+    no_content,
+    point_in_time,
     read_json,
     route_id,
 )
@@ -34,10 +42,24 @@ bp = func.Blueprint()  # type: ignore[no-untyped-call]
 
 # Bodies check shape and types only; the domain owns the limits (documented here from its
 # constants, enforced there), so every rule has one home and one message.
+class CustomerDetailsBody(BaseModel):
+    """A customer's personal data: stored apart from the order's events, erasable."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    name: str = Field(json_schema_extra={"minLength": 1, "maxLength": MAX_NAME_LENGTH})
+    email: str = Field(json_schema_extra={"format": "email", "maxLength": MAX_EMAIL_LENGTH})
+    shippingAddress: str = Field(default="",
+                                 json_schema_extra={"maxLength": MAX_ADDRESS_LENGTH})
+
+    def details(self) -> CustomerDetails:
+        return CustomerDetails(self.name, self.email, self.shippingAddress)
+
+
 class CreateOrderBody(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
     customerId: str = Field(json_schema_extra={"minLength": 1, "maxLength": MAX_ID_LENGTH})
     currency: str = Field(json_schema_extra={"description": "ISO-4217 code, e.g. EUR"})
+    customer: CustomerDetailsBody | None = None
 
 
 class AddItemBody(BaseModel):
@@ -67,7 +89,8 @@ def _order_id(req: func.HttpRequest) -> str:
 def create_order(req: func.HttpRequest) -> func.HttpResponse:
     body = read_json(req, CreateOrderBody)
     created = _orders().create_order(body.customerId, body.currency, command_context(req),
-                                     idempotency_key(req))
+                                     idempotency_key(req),
+                                     body.customer.details() if body.customer else None)
     location = req.url.split("?")[0].rstrip("/") + f"/{created.order_id}"
     return json_response({"orderId": created.order_id, "version": created.version}, 201,
                          {"Location": location})
@@ -119,7 +142,8 @@ def cancel(req: func.HttpRequest) -> func.HttpResponse:
 @bp.route(route="orders/{orderId}", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 @http_endpoint
 def get_order(req: func.HttpRequest) -> func.HttpResponse:
-    read = _orders().get_order(_order_id(req), min_version(req))
+    order_id = _order_id(req)
+    read = _orders().get_order(order_id, min_version(req), point_in_time(req))
     return json_response(read.document, headers={VIEW_SOURCE_HEADER: read.source})
 
 
@@ -128,6 +152,34 @@ def get_order(req: func.HttpRequest) -> func.HttpResponse:
 @http_endpoint
 def get_order_events(req: func.HttpRequest) -> func.HttpResponse:
     return json_response(_orders().order_events(_order_id(req)))
+
+
+def _customer_id(req: func.HttpRequest) -> str:
+    # Checked by the use case with the domain's rule for ids that name documents (400).
+    return str(req.route_params.get("customerId", ""))
+
+
+@bp.function_name("orders_put_personal_data")
+@bp.route(route="customers/{customerId}/personal-data", methods=["PUT"],
+          auth_level=func.AuthLevel.ANONYMOUS)
+@http_endpoint
+def put_personal_data(req: func.HttpRequest) -> func.HttpResponse:
+    """Replace the customer's details; every order of the customer shows them (204)."""
+    customer_id = _customer_id(req)
+    body = read_json(req, CustomerDetailsBody)
+    _orders().update_customer_details(customer_id, body.details())
+    return no_content()
+
+
+@bp.function_name("orders_erase_personal_data")
+@bp.route(route="customers/{customerId}/personal-data", methods=["DELETE"],
+          auth_level=func.AuthLevel.ANONYMOUS)
+@http_endpoint
+def erase_personal_data(req: func.HttpRequest) -> func.HttpResponse:
+    """Erase the customer's personal data for good (204, also when there was none); orders
+    then show their customer as erased."""
+    _orders().erase_customer_data(_customer_id(req))
+    return no_content()
 
 
 @change_feed_function(bp, "orders_projector", "ORDERS_DATABASE", ORDERS_PROJECTOR)

@@ -17,6 +17,7 @@ from functions.http import (
     http_endpoint,
     json_response,
     min_version,
+    point_in_time,
     read_json,
     require_caller,
     route_id,
@@ -82,7 +83,8 @@ def authorize_payment(req: func.HttpRequest) -> func.HttpResponse:
 @bp.route(route="payments/{paymentId}", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 @http_endpoint
 def get_payment(req: func.HttpRequest) -> func.HttpResponse:
-    read = _payments().get_payment(_payment_id(req), min_version(req))
+    payment_id = _payment_id(req)
+    read = _payments().get_payment(payment_id, min_version(req), point_in_time(req))
     return json_response(read.document, headers={VIEW_SOURCE_HEADER: read.source})
 
 

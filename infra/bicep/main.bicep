@@ -3,7 +3,7 @@
 // holds only the data-plane roles its own service needs:
 //
 //   identity   Cosmos DB (Built-in Data Contributor)   Service Bus                              Storage (Blob Data Owner)
-//   orders     database orders                         send: topic orders                       its own account
+//   orders     database orders (with personaldata)     send: topic orders                       its own account
 //                                                      receive (+ Data Owner for scaling):
 //                                                        topic payments / subscription orders
 //   payments   database payments                       send: topic payments,                    its own account
@@ -54,6 +54,9 @@ param leasesContainerName string = 'leases'
 
 @description('Dead-letter container in each database.')
 param deadLettersContainerName string = 'deadletters'
+
+@description('Personal-data container of the Orders database (customer details, erasable).')
+param personalDataContainerName string = 'personaldata'
 
 @description('Service Bus topic for the Orders integration events.')
 param ordersTopicName string = 'orders'
@@ -166,6 +169,7 @@ module ordersDatabase 'modules/cosmos-database.bicep' = {
     viewsContainerName: viewsContainerName
     leasesContainerName: leasesContainerName
     deadLettersContainerName: deadLettersContainerName
+    personalDataContainerName: personalDataContainerName
     dataContributorPrincipalId: ordersIdentity.outputs.principalId
   }
 }
@@ -435,6 +439,7 @@ var ordersAppSettings = {
   VIEWS_CONTAINER: viewsContainerName
   LEASES_CONTAINER: leasesContainerName
   DEADLETTERS_CONTAINER: deadLettersContainerName
+  PERSONALDATA_CONTAINER: personalDataContainerName
   SERVICEBUS__fullyQualifiedNamespace: serviceBus.outputs.fullyQualifiedNamespace
   SERVICEBUS__credential: 'managedidentity'
   SERVICEBUS__clientId: ordersIdentity.outputs.clientId

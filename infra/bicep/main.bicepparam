@@ -14,6 +14,7 @@ param eventsContainerName = 'events'
 param viewsContainerName = 'views'
 param leasesContainerName = 'leases'
 param deadLettersContainerName = 'deadletters'
+param personalDataContainerName = 'personaldata'
 
 param ordersTopicName = 'orders'
 param paymentsTopicName = 'payments'

@@ -2,7 +2,8 @@
 """The ``backend`` fixture the store contract suite runs against, once per backend.
 
 To add a backend: write a factory ``(tmp_path: Path) -> ContextManager[Backend]`` that yields an
-object with ``events``, ``views``, ``dead_letters`` and ``reopen()`` over a fresh, empty data
+object with ``events``, ``views``, ``dead_letters``, ``personal_data`` and ``reopen()`` over a
+fresh, empty data
 location (unique database/container names), and cleans everything up on exit; then add it to
 ``BACKEND_FACTORIES`` under a name, and any pytest marks (e.g. ``pytest.mark.cosmos``) to
 ``BACKEND_MARKS`` under the same name. The tests themselves do not change.
@@ -19,10 +20,24 @@ from typing import Protocol
 import pytest
 from azure.cosmos import CosmosClient
 
-from eventstore.adapters.cosmos import CosmosClientOptions, CosmosDatabase, create_cosmos_client
+from eventstore.adapters.cosmos import (
+    CosmosClientOptions,
+    CosmosDatabase,
+    CosmosPersonalDataStore,
+    create_cosmos_client,
+    ensure_personal_data_container,
+)
 from eventstore.commit import Commit, EventRecord
+from eventstore.embedded.personaldata import SqlitePersonalDataStore
 from eventstore.embedded.store import EmbeddedDatabase
-from eventstore.ports import ChangeFeed, CheckpointStore, DeadLetterStore, EventStore, ViewStore
+from eventstore.ports import (
+    ChangeFeed,
+    CheckpointStore,
+    DeadLetterStore,
+    EventStore,
+    PersonalDataStore,
+    ViewStore,
+)
 from tests.support.cosmos_server import shared_cosmos_server
 
 
@@ -39,6 +54,9 @@ class Backend(Protocol):
 
     @property
     def dead_letters(self) -> DeadLetterStore: ...
+
+    @property
+    def personal_data(self) -> PersonalDataStore: ...
 
     def reopen(self) -> Backend:
         """A fresh object over the same data (new connections / new client), as a restarted
@@ -86,9 +104,10 @@ def make_commit(
 
 
 class _StoresBackend:
-    """The three stores of one opened database, as the contract tests use them."""
+    """The stores of one opened database, as the contract tests use them."""
 
     _database: EmbeddedDatabase | CosmosDatabase
+    _personal_data: PersonalDataStore
 
     @property
     def events(self) -> BackendEvents:
@@ -102,24 +121,33 @@ class _StoresBackend:
     def dead_letters(self) -> DeadLetterStore:
         return self._database.dead_letters
 
+    @property
+    def personal_data(self) -> PersonalDataStore:
+        return self._personal_data
+
 
 class EmbeddedBackend(_StoresBackend):
     _database: EmbeddedDatabase
+    _personal_data: SqlitePersonalDataStore
 
-    def __init__(self, path: Path, opened: list[EmbeddedDatabase]) -> None:
+    def __init__(self, path: Path, opened: list[EmbeddedDatabase | SqlitePersonalDataStore]
+                 ) -> None:
         # Deliberately not open_embedded_database(): reopen() must bypass the per-process cache.
         self._database = EmbeddedDatabase(path)
+        # A file of its own, as the app keeps it (app.bootstrap.EmbeddedBackend).
+        self._personal_data = SqlitePersonalDataStore(path.with_name("personaldata.db"))
         self._opened = opened
-        opened.append(self._database)
+        opened.extend([self._database, self._personal_data])
 
     def reopen(self) -> Backend:
         self._database.close()
+        self._personal_data.close()
         return EmbeddedBackend(self._database.path, self._opened)
 
 
 @contextmanager
 def embedded_backend(tmp_path: Path) -> Iterator[Backend]:
-    opened: list[EmbeddedDatabase] = []
+    opened: list[EmbeddedDatabase | SqlitePersonalDataStore] = []
     try:
         yield EmbeddedBackend(tmp_path / "contract" / "store.db", opened)
     finally:
@@ -134,6 +162,9 @@ COSMOS_TEST_CLIENT_OPTIONS = CosmosClientOptions(
 )
 
 
+PERSONAL_DATA_CONTAINER = "personaldata"
+
+
 class CosmosBackend(_StoresBackend):
     """The Cosmos DB adapters over one database of the shared test server (the ``cosmos_server``
     fixture's); ``reopen()`` is a new CosmosClient over the same database."""
@@ -145,6 +176,8 @@ class CosmosBackend(_StoresBackend):
         clients.append(client)
         self._settings, self._name, self._clients = settings, name, clients
         self._database = CosmosDatabase(client, name)
+        self._personal_data = CosmosPersonalDataStore(
+            client.get_database_client(name).get_container_client(PERSONAL_DATA_CONTAINER))
 
     def reopen(self) -> Backend:
         self._database.client.close()
@@ -158,6 +191,7 @@ def cosmos_backend(tmp_path: Path) -> Iterator[Backend]:
     clients: list[CosmosClient] = []
     backend = CosmosBackend(settings, name, clients)
     backend._database.ensure_containers()
+    ensure_personal_data_container(backend._database.client, name, PERSONAL_DATA_CONTAINER)
     try:
         yield backend
     finally:

@@ -30,7 +30,7 @@ from eventstore.commit import Commit
 from eventstore.embedded import bus as embedded_bus_module
 from eventstore.embedded import store as embedded_store
 from eventstore.embedded.bus import EmbeddedBus, ReceivedMessage, subscription_path
-from eventstore.ports import MessagePublisher
+from eventstore.ports import MessagePublisher, PersonalDataStore
 from functions import orders, payments, runtime
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -147,7 +147,8 @@ class Harness:
     # -- the process ----------------------------------------------------------------------------
 
     def start(self, wrap_stores: Callable[[ServiceStores], ServiceStores] | None = None,
-              publisher: MessagePublisher | None = None, acquirer: Acquirer | None = None
+              publisher: MessagePublisher | None = None, acquirer: Acquirer | None = None,
+              wrap_personal_data: Callable[[PersonalDataStore], PersonalDataStore] | None = None,
               ) -> None:
         """(Re)start the app process: new Services over the same data, nothing cached; stores
         and the publisher can be replaced to inject faults."""
@@ -156,7 +157,8 @@ class Harness:
         # the request it sends is exactly the one it would send.
         gateway = HttpPaymentsGateway(self.settings.orders.payments_api_base_url,
                                       transport=httpx.MockTransport(self.payments_transport))
-        backend = FaultyBackend(EmbeddedBackend(self.settings), wrap_stores, publisher)
+        backend = FaultyBackend(EmbeddedBackend(self.settings), wrap_stores, publisher,
+                                wrap_personal_data)
         runtime.install(bootstrap(self.settings, backend=backend, payments_gateway=gateway,
                                   acquirer=acquirer))
 
@@ -278,14 +280,21 @@ class FaultyBackend:
 
     def __init__(self, embedded: EmbeddedBackend,
                  wrap_stores: Callable[[ServiceStores], ServiceStores] | None = None,
-                 publisher: MessagePublisher | None = None) -> None:
+                 publisher: MessagePublisher | None = None,
+                 wrap_personal_data: Callable[[PersonalDataStore], PersonalDataStore] | None
+                 = None) -> None:
         self.embedded = embedded
         self._wrap_stores = wrap_stores
         self._publisher = publisher
+        self._wrap_personal_data = wrap_personal_data
 
     def stores(self, database: str) -> ServiceStores:
         stores = self.embedded.stores(database)
         return self._wrap_stores(stores) if self._wrap_stores else stores
+
+    def personal_data(self, database: str, container: str) -> PersonalDataStore:
+        store = self.embedded.personal_data(database, container)
+        return self._wrap_personal_data(store) if self._wrap_personal_data else store
 
     def publisher(self) -> MessagePublisher:
         return self._publisher or self.embedded.publisher()

@@ -138,6 +138,7 @@ def test_get_order_view(embedded_app: Harness) -> None:
         "orderId": order_id, "customerId": "c-42", "status": "Created",
         "items": [{"cartItemId": item_id, "productId": "sku-1", "quantity": 3, "unitPrice": 250}],
         "total": 750, "currency": "USD", "paymentId": None, "version": 2,
+        "customer": None,  # no details were given (tests/functions/test_personal_data_functions)
     }
 
 

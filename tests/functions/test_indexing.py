@@ -49,6 +49,9 @@ EXPECTED: dict[str, tuple[dict[str, Any], dict[str, str] | None]] = {
     "orders_cancel": (_http("orders/{orderId}/cancel", "POST"), None),
     "orders_get": (_http("orders/{orderId}", "GET"), None),
     "orders_events": (_http("orders/{orderId}/events", "GET"), None),
+    "orders_put_personal_data": (_http("customers/{customerId}/personal-data", "PUT"), None),
+    "orders_erase_personal_data": (_http("customers/{customerId}/personal-data", "DELETE"),
+                                   None),
     "orders_projector": (_feed("ORDERS_DATABASE", "orders-projector-v1"), FEED_RETRY),
     "orders_publisher": (_feed("ORDERS_DATABASE", "orders-publisher-v1"), FEED_RETRY),
     "orders_on_payment_event": ({

@@ -132,20 +132,50 @@ def test_cosmos_account_is_serverless_keyless_tls12_with_continuous_backup() -> 
     assert p["backupPolicy"]["type"] == "Continuous"
 
 
-def _containers() -> dict[str, dict[str, Any]]:
+def _container_resources() -> dict[str, dict[str, Any]]:
+    """The container resources of cosmos-database.bicep, by the parameter that names them."""
     tpl = template("modules/cosmos-database.bicep")
     containers = tpl.resources_of_type(
         "Microsoft.DocumentDB/databaseAccounts/sqlDatabases/containers"
     ).values()
-    return {tpl.params[bm.body(c)["name"]]["default"]: props(c)["resource"] for c in containers}
+    return {props(c)["resource"]["id"]: c for c in containers}
+
+
+def _containers(database_module: str = "ordersDatabase") -> dict[str, dict[str, Any]]:
+    """The containers a database module call creates, by name as deployed."""
+    inside = bm.module_scope(bm.main_scope(), database_module)
+    return {bm.resolve(param, inside): props(c)["resource"]
+            for param, c in _container_resources().items()
+            if bm.resolve(param, inside)}
 
 
 def test_containers_and_partition_keys() -> None:
     containers = _containers()
-    assert set(containers) == {"events", "views", "leases", "deadletters"}
+    assert set(containers) == {"events", "views", "leases", "deadletters", "personaldata"}
     assert containers["events"]["partitionKey"]["paths"] == ["/streamId"]
-    for name in ("views", "leases", "deadletters"):
+    for name in ("views", "leases", "deadletters", "personaldata"):
         assert containers[name]["partitionKey"]["paths"] == ["/id"], name
+    assert set(_containers("paymentsDatabase")) == {"events", "views", "leases", "deadletters"}
+
+
+def test_personal_data_has_a_container_of_its_own_in_the_orders_database_only(scope: Any
+                                                                              ) -> None:
+    tpl = template("modules/cosmos-database.bicep")
+    resource = _container_resources()["personalDataContainerName"]
+    # Created only where a name is given: Orders keeps personal data, Payments none.
+    assert bm.condition_of(resource) == {"operator": {"type": "not", "operands": {"bool_value": {
+        "function": {"type": "empty",
+                     "parameters": {"item_to_test": "personalDataContainerName"}}}}}}
+    assert tpl.params["personalDataContainerName"]["default"] == ""
+    assert call_arg(scope, "ordersDatabase", "personalDataContainerName") == "personaldata"
+    assert "personalDataContainerName" not in bm.body(
+        scope.template.modules["paymentsDatabase"])["params"]
+    # Not indexed beyond the id: the only read is a point read by customer id.
+    policy = props(resource)["resource"]["indexingPolicy"]
+    assert policy["includedPaths"] == [] and [p["path"] for p in policy["excludedPaths"]] == ["/*"]
+    # The same roles model: the database-scoped Data Contributor role of the orders identity
+    # covers it (test_each_identity_gets_cosmos_data_contributor_on_its_own_database_only), so
+    # the Payments identity cannot read or erase personal data.
 
 
 def test_events_container_indexes_only_what_the_stream_query_needs() -> None:
@@ -166,6 +196,7 @@ def test_container_names_are_the_ones_the_app_settings_name(scope: Any) -> None:
             ("deadLettersContainerName", "deadletters"),
         ]:
             assert call_arg(scope, symbol, param) == expected, (symbol, param)
+    assert call_arg(scope, "ordersDatabase", "personalDataContainerName") == "personaldata"
 
 
 def test_each_identity_gets_cosmos_data_contributor_on_its_own_database_only(scope: Any) -> None:

@@ -2,6 +2,7 @@
 
 - ``connection``: connection settings (Functions convention) and the shared client;
 - ``stores``: the event store (one ``create_item`` per commit), views and dead letters;
+- ``personaldata``: the erasable personal-data store, apart from the event log;
 - ``changefeed``: the pull-model change feed and its checkpoints in the leases container;
 - ``metering``: requests and RU per command;
 - ``errors``: which SDK failures are transient;
@@ -22,6 +23,11 @@ from eventstore.adapters.cosmos.connection import (
 from eventstore.adapters.cosmos.database import ContainerNames, CosmosDatabase, open_cosmos_database
 from eventstore.adapters.cosmos.errors import is_transient_status
 from eventstore.adapters.cosmos.metering import REQUEST_METER, Measurement, RequestMeter
+from eventstore.adapters.cosmos.personaldata import (
+    CosmosPersonalDataStore,
+    ensure_personal_data_container,
+    open_personal_data_store,
+)
 from eventstore.adapters.cosmos.provisioning import EVENTS_INDEXING_POLICY, ensure_containers
 from eventstore.adapters.cosmos.stores import (
     STREAM_PAGE_SIZE,
@@ -42,6 +48,7 @@ __all__ = [
     "CosmosDatabase",
     "CosmosDeadLetterStore",
     "CosmosEventStore",
+    "CosmosPersonalDataStore",
     "CosmosViewStore",
     "Measurement",
     "RequestMeter",
@@ -49,7 +56,9 @@ __all__ = [
     "cosmos_client_from_settings",
     "create_cosmos_client",
     "ensure_containers",
+    "ensure_personal_data_container",
     "is_loopback_endpoint",
     "is_transient_status",
     "open_cosmos_database",
+    "open_personal_data_store",
 ]

@@ -1,4 +1,5 @@
-// One service's Cosmos DB database with its four containers, and the service identity's
+// One service's Cosmos DB database with its four containers (five for Orders: its customers'
+// personal data, apart from the event log so that it can be erased), and the service identity's
 // data-plane role ("Cosmos DB Built-in Data Contributor") scoped to this database only.
 //
 // The lease container is created here because the change-feed trigger cannot create it when it
@@ -21,6 +22,9 @@ param leasesContainerName string = 'leases'
 
 @description('Dead-letter container for poison events (partition key /id).')
 param deadLettersContainerName string = 'deadletters'
+
+@description('Personal-data container (one document per customer, partition key /id); empty for a service that keeps none.')
+param personalDataContainerName string = ''
 
 @description('Principal id of the managed identity that reads and writes this database.')
 param dataContributorPrincipalId string
@@ -130,6 +134,35 @@ resource deadLetters 'Microsoft.DocumentDB/databaseAccounts/sqlDatabases/contain
   }
 }
 
+// No change feed reads it and nothing indexes more than the id: erasure replaces the document,
+// and no other copy of it is kept in the database.
+resource personalData 'Microsoft.DocumentDB/databaseAccounts/sqlDatabases/containers@2024-05-15' = if (!empty(personalDataContainerName)) {
+  parent: database
+  name: empty(personalDataContainerName) ? 'unused' : personalDataContainerName
+  properties: {
+    resource: {
+      id: personalDataContainerName
+      partitionKey: {
+        paths: [
+          '/id'
+        ]
+        kind: 'Hash'
+        version: 2
+      }
+      indexingPolicy: {
+        indexingMode: 'consistent'
+        automatic: true
+        includedPaths: []
+        excludedPaths: [
+          {
+            path: '/*'
+          }
+        ]
+      }
+    }
+  }
+}
+
 resource dataContributor 'Microsoft.DocumentDB/databaseAccounts/sqlRoleAssignments@2024-05-15' = {
   parent: account
   name: guid(account.id, databaseName, dataContributorPrincipalId, cosmosDataContributorRoleId)
@@ -146,6 +179,7 @@ resource dataContributor 'Microsoft.DocumentDB/databaseAccounts/sqlRoleAssignmen
     views
     leases
     deadLetters
+    personalData
   ]
 }
 
