@@ -178,9 +178,9 @@ def _utc_timestamp(raw: str) -> datetime | None:
         return None
     try:
         moment = datetime.fromisoformat(raw)
-    except ValueError:
+        return moment.astimezone(UTC) if moment.tzinfo is not None else None
+    except (ValueError, OverflowError):  # OverflowError: year 1 or 9999 moved out of range
         return None
-    return moment.astimezone(UTC) if moment.tzinfo is not None else None
 
 
 MAX_KEY_LENGTH = 128

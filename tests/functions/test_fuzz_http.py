@@ -22,12 +22,19 @@ json_values = st.recursive(
     max_leaves=12,
 )
 field_names = st.sampled_from(["customerId", "currency", "productId", "quantity", "unitPrice",
-                               "reason", "referenceId", "amount"])
+                               "reason", "referenceId", "amount", "customer", "name", "email",
+                               "shippingAddress"])
 plausible_objects = st.dictionaries(field_names, json_values, max_size=5)
+plausible_customers = st.fixed_dictionaries(
+    {"name": st.text(max_size=12), "email": st.text(max_size=12)},
+    optional={"shippingAddress": st.text(max_size=12)})
 bodies = st.one_of(
     st.binary(max_size=64),
     json_values.map(lambda v: json.dumps(v).encode()),
     plausible_objects.map(lambda v: json.dumps(v).encode()),
+    plausible_customers.map(lambda v: json.dumps(v).encode()),
+    plausible_customers.map(lambda v: json.dumps(
+        {"customerId": "c", "currency": "EUR", "customer": v}).encode()),
 )
 ids = st.one_of(st.text(max_size=40), st.from_regex(r"[A-Za-z0-9._-]{1,20}", fullmatch=True))
 
@@ -39,6 +46,8 @@ ROUTES: list[tuple[str, Callable[[func.HttpRequest], func.HttpResponse], list[st
     ("POST", orders.cancel, ["orderId"]),
     ("GET", orders.get_order, ["orderId"]),
     ("GET", orders.get_order_events, ["orderId"]),
+    ("PUT", orders.put_personal_data, ["customerId"]),
+    ("DELETE", orders.erase_personal_data, ["customerId"]),
     ("PUT", payments.put_payment, ["paymentId"]),
     ("POST", payments.authorize_payment, ["paymentId"]),
     ("GET", payments.get_payment, ["paymentId"]),
@@ -49,6 +58,7 @@ ROUTES: list[tuple[str, Callable[[func.HttpRequest], func.HttpResponse], list[st
 @pytest.mark.parametrize(("method", "function", "params"), ROUTES,
                          ids=["orders_create", "orders_add_item", "orders_delete_item",
                               "orders_checkout", "orders_cancel", "orders_get", "orders_events",
+                              "orders_put_personal_data", "orders_erase_personal_data",
                               "payments_put", "payments_authorize", "payments_get",
                               "payments_events"])
 def test_no_input_gets_a_500(embedded_app: Harness, method: str,
@@ -60,7 +70,8 @@ def test_no_input_gets_a_500(embedded_app: Harness, method: str,
     @settings(max_examples=60, deadline=None,
               suppress_health_check=[HealthCheck.function_scoped_fixture])
     @given(body=bodies, route=st.fixed_dictionaries({p: ids for p in params}),
-           query=st.dictionaries(st.sampled_from(["minVersion", "x"]), st.text(max_size=8),
+           query=st.dictionaries(st.sampled_from(["minVersion", "asOfVersion", "asOf", "x"]),
+                                 st.text(max_size=8) | st.just("2026-01-05T10:00:00Z"),
                                  max_size=2),
            known_order=st.booleans())
     def probe(body: bytes, route: dict[str, str], query: dict[str, str],

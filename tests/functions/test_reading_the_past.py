@@ -110,6 +110,8 @@ def test_an_unknown_order_is_404_at_any_point(embedded_app: Harness) -> None:
     ({"asOf": "2026-01-05T10:00:00 00:00"}, "asOf"),  # '+' sent unencoded
     ({"asOf": "2026-13-05T10:00:00Z"}, "asOf"),
     ({"asOf": ""}, "asOf"),
+    ({"asOf": "0001-01-01T00:00:00+01:00"}, "asOf"),  # before year 1 in UTC
+    ({"asOf": "9999-12-31T23:59:59-01:00"}, "asOf"),
     ({"asOf": "2026-01-05T10:00:00Z" + "0" * 60}, "asOf"),
     ({"asOf": "2026-01-05T10:00:00Z", "asOfVersion": "1"}, "asOf"),
     ({"asOfVersion": "1", "minVersion": "1"}, "minVersion"),
