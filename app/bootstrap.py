@@ -38,7 +38,9 @@ from eventstore.ports import (
     CostMeter,
     DeadLetterStore,
     FeedStore,
+    LeaseStore,
     MessagePublisher,
+    PartitionedFeed,
     PersonalDataStore,
     ViewStore,
 )
@@ -61,6 +63,10 @@ class ServiceStores:
     views: ViewStore
     dead_letters: DeadLetterStore
     meter: CostMeter | None = None
+    # The change feed split into ranges, and the leases that share them between instances
+    # (eventstore.changefeed); None where the backend does not offer them yet.
+    feed: PartitionedFeed | None = None
+    leases: LeaseStore | None = None
 
 
 class Backend(Protocol):
@@ -147,10 +153,12 @@ class EmbeddedBackend:
     def stores(self, database: str) -> ServiceStores:
         from eventstore.embedded.store import open_embedded_database
 
-        db = open_embedded_database(self._data_dir / f"{database}.db")
+        db = open_embedded_database(self._data_dir / f"{database}.db",
+                                    self._settings.host.embedded_feed_ranges)
         with self._lock:
             self._closers.append(db.close)
-        return ServiceStores(db.events, db.views, db.dead_letters)
+        return ServiceStores(db.events, db.views, db.dead_letters, feed=db.events,
+                             leases=db.leases)
 
     def personal_data(self, database: str, container: str) -> PersonalDataStore:
         from eventstore.embedded.personaldata import SqlitePersonalDataStore
@@ -168,12 +176,14 @@ class EmbeddedBackend:
         with self._lock:
             if self._bus is None:
                 orders_settings, payments_settings = self._settings.orders, self._settings.payments
+                lock = self._settings.host.embedded_bus_lock_seconds
                 bus = open_embedded_bus(self._data_dir / "bus.db")
                 bus.declare_topic(orders_settings.orders_topic)
                 bus.declare_topic(payments_settings.payments_topic)
                 bus.declare_subscription(orders_settings.payments_topic,
-                                         orders_settings.payments_subscription)
-                bus.declare_queue(payments_settings.authorizations_queue)
+                                         orders_settings.payments_subscription,
+                                         lock_duration=lock)
+                bus.declare_queue(payments_settings.authorizations_queue, lock_duration=lock)
                 self._bus = bus
                 self._closers.append(bus.close)
             return self._bus

@@ -133,6 +133,12 @@ class HostSettings(_Group):
     services: tuple[ServiceName, ...] = Field(SERVICE_NAMES, alias="SERVICES")
     backend: Backend = Field("azure", alias="BACKEND")
     embedded_data_dir: Path = Field(Path(".data"), alias="EMBEDDED_DATA_DIR")
+    # How many feed ranges a new embedded store splits its change feed into (Cosmos DB has one
+    # per physical partition); fixed per data folder once created.
+    embedded_feed_ranges: int = Field(4, alias="EMBEDDED_FEED_RANGES", ge=1, le=256)
+    # The embedded bus's peek-lock duration (Service Bus: the entity's LockDuration).
+    embedded_bus_lock_seconds: float = Field(30.0, alias="EMBEDDED_BUS_LOCK_SECONDS", gt=0,
+                                             le=300)
 
     @field_validator("services", mode="before")
     @classmethod
@@ -163,8 +169,9 @@ class Settings(BaseModel):
     cosmos: CosmosConnection | None = None  # None on the embedded backend
     servicebus: ServiceBusConnection | None = None
 
-    LOCAL_ONLY: ClassVar[frozenset[str]] = frozenset({"EMBEDDED_DATA_DIR",
-                                                      SETTING_ACCEPT_EMULATOR_CERT})
+    LOCAL_ONLY: ClassVar[frozenset[str]] = frozenset({
+        "EMBEDDED_DATA_DIR", "EMBEDDED_FEED_RANGES", "EMBEDDED_BUS_LOCK_SECONDS",
+        SETTING_ACCEPT_EMULATOR_CERT})
 
     @property
     def services(self) -> tuple[ServiceName, ...]:

@@ -46,6 +46,15 @@ def parse_args(argv: list[str] | None = None) -> HostOptions:
     parser.add_argument("--header-timeout", type=float, default=limits.header_timeout,
                         help=f"seconds a request head may take to arrive (default "
                         f"{limits.header_timeout:g})")
+    parser.add_argument("--instance-id", default=None,
+                        help="this host's name in the change-feed leases (default: "
+                        "HOSTNAME:PID); hosts on one data folder share the feed ranges")
+    parser.add_argument("--lease-seconds", type=float, default=10.0,
+                        help="how long a feed-range lease lasts unless renewed: a stopped host's "
+                        "ranges are taken over after this (default 10)")
+    parser.add_argument("--chaos", type=int, default=None, metavar="SEED",
+                        help="chaos mode: inject transient failures, redeliveries, delays and "
+                        "early lock expiry, reproducibly from SEED (embedded backend only)")
     parser.add_argument("--app-dir", type=Path, default=Path.cwd(),
                         help="function app root holding function_app.py (default: .)")
     args = parser.parse_args(argv)
@@ -53,12 +62,21 @@ def parse_args(argv: list[str] | None = None) -> HostOptions:
         parser.error(f"--port must be 1..65535, got {args.port}")
     if args.max_request_bytes < 1 or args.body_timeout <= 0 or args.header_timeout <= 0:
         parser.error("--max-request-bytes, --body-timeout and --header-timeout must be positive")
+    if not 1.0 <= args.lease_seconds <= 3600:
+        parser.error(f"--lease-seconds must be 1..3600, got {args.lease_seconds:g}")
+    if args.instance_id is not None and not (
+            0 < len(args.instance_id) <= 128 and args.instance_id.isprintable()):
+        parser.error("--instance-id must be 1 to 128 printable characters")
+    if args.chaos is not None and args.backend != "embedded":
+        parser.error("--chaos works on the embedded backend only")
     return HostOptions(app_dir=args.app_dir.resolve(), host=args.host, port=args.port,
                        backend=args.backend, data_dir=args.data_dir,
                        settings_path=args.settings, reset=args.reset,
                        accept_missing_data=args.accept_missing_data,
                        limits=HttpLimits(args.max_request_bytes, args.body_timeout,
-                                         args.header_timeout))
+                                         args.header_timeout),
+                       instance_id=args.instance_id, lease_seconds=args.lease_seconds,
+                       chaos_seed=args.chaos)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,20 +6,28 @@ import importlib.util
 import json
 import logging
 import os
+import signal
+import socket
 import sys
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import uvicorn
 
 from devhost import settings as host_settings
 from devhost.bus import BusOptions, BusWorker
 from devhost.datadir import DataDirectory, DataDirectoryError
-from devhost.feed import FeedPump
+from devhost.feed import FeedPump, feed_processor
 from devhost.http import FunctionsHttpApp, HttpLimits, StrictHttpProtocol
 from devhost.indexing import AppIndex, index_app, load_app
+from devhost.invocations import print_line
+from eventstore.changefeed import ChangeFeedProcessor, ProcessorOptions
+
+if TYPE_CHECKING:
+    from app.bootstrap import Services, ServiceStores
+    from devhost.chaos import Chaos
 
 log = logging.getLogger("devhost")
 
@@ -39,6 +47,13 @@ class HostOptions:
     reset: bool = False
     accept_missing_data: bool = False
     limits: HttpLimits = field(default_factory=HttpLimits)
+    instance_id: str | None = None  # None: "{hostname}:{pid}"
+    lease_seconds: float = 10.0
+    chaos_seed: int | None = None
+
+
+def default_instance_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def host_json(app_dir: Path) -> dict[str, Any]:
@@ -105,6 +120,8 @@ def run(options: HostOptions) -> int:
     index, _ = prepare(options)
     from functions import runtime
 
+    instance_id = options.instance_id or default_instance_id()
+    chaos = _install_chaos(options) if options.chaos_seed is not None else None
     services = runtime.services()
     settings = services.settings
     data = DataDirectory(settings.host.embedded_data_dir)
@@ -118,17 +135,8 @@ def run(options: HostOptions) -> int:
             data.release()
             raise StartupError(str(error)) from None
     stop = threading.Event()
-    threads: list[threading.Thread] = []
     try:
-        for spec in index.feeds:
-            threads.append(FeedPump(spec, _reachable(services, spec.database), stop))
-        bus_options = BusOptions.from_host_json(host_json(options.app_dir))
-        for bus_spec in index.bus:
-            threads.extend(
-                BusWorker(bus_spec, services.backend.inbox(bus_spec.entity_path,
-                                                           bus_options.max_auto_lock_renewal),
-                          stop, i, bus_options)
-                for i in range(bus_options.max_concurrent_calls))
+        processors, threads = _triggers(index, services, options, instance_id, stop)
         if options.backend == "embedded":
             data.register(files)
         prefix = route_prefix(options.app_dir)
@@ -138,30 +146,86 @@ def run(options: HostOptions) -> int:
             port=options.port, log_level="warning", access_log=False, lifespan="off",
             http=StrictHttpProtocol,
             loop="uvloop" if importlib.util.find_spec("uvloop") else "asyncio")
-        server = _Server(config, _banner(index, options, prefix))
+        banner = _banner(index, options, prefix, instance_id, processors, chaos)
+        server = _Server(config, banner)
+        for processor in processors:
+            processor.start()
         for thread in threads:
             thread.start()
+        # uvicorn shuts down on SIGTERM, then raises it again: stop as after Ctrl-C (leases
+        # released, summary printed) instead of dying at once.
+        signal.signal(signal.SIGTERM, _interrupt)
         try:
             server.run()
         except SystemExit:  # uvicorn exits when it cannot bind; say so below, once
             pass
         finally:
             stop.set()
+            for processor in processors:
+                processor.request_stop()
+            for processor in processors:
+                processor.stop()  # releases its leases: the other hosts take over at once
             for thread in threads:
                 thread.join(timeout=10)
     finally:
+        if chaos is not None:
+            print_line(chaos.summary())
         runtime.shutdown()
         data.release()
         print("Host stopped.", flush=True)
-    if not server.started:
+    if not server.started and not server.should_exit:  # not stopped during start-up
         print(f"error: could not listen on {options.host}:{options.port}", file=sys.stderr)
         return 1
     return 0
 
 
-def _reachable(services: Any, database: str) -> Any:
-    """The database's event store, after one cheap read: an unreachable or misconfigured
-    backend stops the start with one line instead of feed pumps failing forever."""
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _triggers(index: AppIndex, services: Services, options: HostOptions, instance_id: str,
+              stop: threading.Event) -> tuple[list[ChangeFeedProcessor], list[threading.Thread]]:
+    """A processor per change-feed function (a legacy pump where the backend has no leases),
+    and the bus workers."""
+    processors: list[ChangeFeedProcessor] = []
+    threads: list[threading.Thread] = []
+    lease_options = ProcessorOptions.scaled(options.lease_seconds)
+    for spec in index.feeds:
+        stores = _reachable(services, spec.database)
+        if stores.feed is not None and stores.leases is not None:
+            processors.append(feed_processor(spec, stores.feed, stores.leases,
+                                             instance_id=instance_id, options=lease_options))
+        else:
+            threads.append(FeedPump(spec, stores.events, stop))
+    bus_options = BusOptions.from_host_json(host_json(options.app_dir))
+    for bus_spec in index.bus:
+        threads.extend(
+            BusWorker(bus_spec, services.backend.inbox(bus_spec.entity_path,
+                                                       bus_options.max_auto_lock_renewal),
+                      stop, i, bus_options)
+            for i in range(bus_options.max_concurrent_calls))
+    return processors, threads
+
+
+def _install_chaos(options: HostOptions) -> Chaos:
+    """Build this process's Services over the fault-injecting backend: the functions run the
+    same code as always, on unkind stores and bus."""
+    from app.bootstrap import EmbeddedBackend, bootstrap
+    from devhost.chaos import Chaos, ChaosBackend
+    from functions import runtime
+
+    if options.backend != "embedded":
+        raise StartupError("--chaos works on the embedded backend only")
+    assert options.chaos_seed is not None
+    chaos = Chaos(options.chaos_seed)
+    settings = runtime.settings()
+    runtime.install(bootstrap(settings, backend=ChaosBackend(EmbeddedBackend(settings), chaos)))
+    return chaos
+
+
+def _reachable(services: Services, database: str) -> ServiceStores:
+    """The database's stores, after one cheap read: an unreachable or misconfigured backend
+    stops the start with one line instead of feed pumps failing forever."""
     from eventstore.errors import TransientError
 
     try:
@@ -173,16 +237,25 @@ def _reachable(services: Any, database: str) -> Any:
     except (ValueError, LookupError, OSError) as error:
         raise StartupError(f"the event store of database {database!r} cannot be used: "
                            f"{_first_line(error)}") from None
-    return stores.events
+    return stores
 
 
 def _first_line(error: BaseException) -> str:
     return (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
 
 
-def _banner(index: AppIndex, options: HostOptions, prefix: str) -> str:
+def _banner(index: AppIndex, options: HostOptions, prefix: str, instance_id: str,
+            processors: list[ChangeFeedProcessor], chaos: Chaos | None) -> str:
     base = f"http://{options.host}:{options.port}/{prefix}".rstrip("/")
-    lines = [f"Local host ({options.backend} backend). Functions:"]
+    lines = [f"Local host ({options.backend} backend), instance {instance_id}."]
+    if processors:
+        ranges = len(processors[0].feed.feed_ranges())
+        lines.append(f"Change feed: {ranges} feed ranges per lease prefix, shared with every "
+                     f"host on this data folder (leases of {options.lease_seconds:g}s).")
+    if chaos is not None:
+        lines.append(f"Chaos mode, seed {chaos.seed}: faults are injected and printed as "
+                     "'chaos fault #N'.")
+    lines.append("Functions:")
     for http_spec in index.http:
         lines.append(f"    {http_spec.name}: [{','.join(http_spec.methods)}] "
                      f"{base}/{http_spec.route}")

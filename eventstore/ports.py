@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from eventstore.commit import Commit, JsonDict
 
@@ -60,6 +60,94 @@ class CheckpointStore(Protocol):
     def load_checkpoint(self, consumer: str) -> str | None: ...
 
     def save_checkpoint(self, consumer: str, checkpoint: str) -> None: ...
+
+
+# -- the partitioned change feed and its leases (eventstore.changefeed runs them) ----------------
+
+
+@dataclass(frozen=True)
+class FeedRange:
+    """One slice of a container's change feed, as Cosmos DB splits it by partition-key hash.
+
+    Every stream lives in exactly one range; order holds within a range (so within a stream),
+    never across ranges."""
+
+    id: str
+    """Stable and short: it names the range's lease. It must not change while leases exist."""
+    token: str = ""
+    """How the adapter addresses the range (Cosmos DB: the feed range's JSON); opaque to the
+    kernel."""
+
+
+class PartitionedFeed(Protocol):
+    def feed_ranges(self) -> list[FeedRange]:
+        """Every range of the feed; together they cover every stream exactly once."""
+        ...
+
+    def read_range(self, feed_range: FeedRange, continuation: str | None,
+                   max_items: int) -> FeedPage:
+        """Up to max_items documents of the range after the continuation (None: from the
+        beginning), in the order they were committed, raw (parse them at the consumer's edge).
+
+        The page's checkpoint is the continuation after them; it belongs to this range only.
+        An empty page leaves the continuation as it was."""
+        ...
+
+
+@runtime_checkable
+class WaitableFeed(Protocol):
+    """A feed that can say promptly when a range has something new (instead of being polled)."""
+
+    def wait_for_range(self, feed_range: FeedRange, continuation: str | None,
+                       timeout: float) -> bool:
+        """Block until the range has documents after the continuation; False after timeout."""
+        ...
+
+
+@dataclass(frozen=True)
+class Lease:
+    """Who processes one feed range for one consumer (lease prefix), and how far it got.
+
+    Leases live in the backend (the ``leases`` container in Cosmos DB, a table in the embedded
+    store) so that every instance of a consumer sees the same ones. Every write is guarded by the
+    lease's ETag: of two instances writing the same lease, the second fails and learns that it
+    is no longer the owner."""
+
+    prefix: str
+    range_id: str
+    owner: str | None = None
+    """The instance processing the range; None when it is free."""
+    continuation: str | None = None
+    """Where the range's next read starts (None: from the beginning)."""
+    expires_at: float = 0.0
+    """Seconds since the epoch: the owner renews before this, or any instance may take it over.
+    Wall-clock time, because instances on different machines (or processes) compare it."""
+    etag: str = ""
+
+    def is_available(self, now: float) -> bool:
+        return self.owner is None or self.expires_at <= now
+
+
+class LeaseStore(Protocol):
+    """Lease documents with ETag-guarded writes; ``eventstore.changefeed`` builds acquisition,
+    renewal, checkpointing and release on these three operations."""
+
+    def list_leases(self, prefix: str) -> list[Lease]:
+        """Every lease of the consumer, in range-id order."""
+        ...
+
+    def read_lease(self, prefix: str, range_id: str) -> Lease | None: ...
+
+    def create_lease(self, prefix: str, range_id: str) -> Lease | None:
+        """Create the range's lease, free and at the beginning; None when it exists already
+        (another instance created it first)."""
+        ...
+
+    def replace_lease(self, lease: Lease) -> Lease:
+        """Store owner, continuation and expiry if the stored lease still has ``lease.etag``;
+        returns it with its new ETag. Raises ConcurrencyError when another write came first
+        (or the lease is gone)."""
+        ...
 
 
 @dataclass(frozen=True)

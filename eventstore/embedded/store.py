@@ -6,11 +6,19 @@ Same semantics as the Cosmos DB adapters:
   UNIQUE (stream_id, first_version): the equivalent of the Cosmos id
   ``"{streamId}:{firstVersion}"``, so a writer that decided from a stale version collides and
   gets ``ConcurrencyError``.
-- ``seq INTEGER PRIMARY KEY AUTOINCREMENT`` is the global commit order and serves as the change
-  feed; a checkpoint is ``str(seq)`` of the last commit read. SQLite has one writer at a time, so
-  a lower sequence never becomes visible after a higher one: a reader never skips a commit.
-- ``checkpoints`` holds per-consumer durable checkpoints; ``views`` and ``dead_letters`` live in
-  the same file.
+- ``seq INTEGER PRIMARY KEY AUTOINCREMENT`` is the global commit order. SQLite has one writer at
+  a time, so a lower sequence never becomes visible after a higher one: a reader never skips a
+  commit.
+- The change feed is split into ``feed_ranges`` ranges, fixed when the file is created (the app
+  passes ``EMBEDDED_FEED_RANGES``): a stream belongs to range ``hash(streamId) * N >> 64`` (a
+  stable 64-bit BLAKE2b hash, so contiguous slices of the hash space as Cosmos DB's feed ranges
+  are), stored per commit in ``feed_range``. A range is read in ``seq`` order from a
+  continuation ``"{range}:{seq}"``; order holds within a range (so within a stream), and nothing
+  orders two ranges. ``leases`` holds one lease per (lease prefix, range) for
+  ``eventstore.changefeed``.
+- The unpartitioned ``read_feed`` (a checkpoint is ``str(seq)``) and ``checkpoints`` (one per
+  consumer) remain for single readers: tests, tools and benchmarks.
+- ``views`` and ``dead_letters`` live in the same file.
 
 Use ``open_embedded_database(path)``: it returns one shared ``EmbeddedDatabase`` per file per
 process, so the function code that appends and the local host that pumps the feed share the
@@ -19,19 +27,28 @@ in-process wake-up of ``SqliteEventStore.wait_for_commits``.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 import sqlite3
 import threading
 import time
 import uuid
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from eventstore.commit import Commit, JsonDict
 from eventstore.embedded.sqlite import SqliteFile
 from eventstore.errors import ConcurrencyError
-from eventstore.ports import DeadLetter, FeedPage, StoredView
+from eventstore.ports import DeadLetter, FeedPage, FeedRange, Lease, StoredView
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+
+UNPARTITIONED = 1
+"""Feed ranges of a file created without a count: one range, the global commit order."""
+MAX_FEED_RANGES = 256
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS commits (
@@ -40,8 +57,23 @@ CREATE TABLE IF NOT EXISTS commits (
     first_version INTEGER NOT NULL,
     last_version  INTEGER NOT NULL,
     document      TEXT    NOT NULL,
+    feed_range    INTEGER NOT NULL,
     UNIQUE (stream_id, first_version)
 );
+CREATE INDEX IF NOT EXISTS commits_by_range ON commits (feed_range, seq);
+CREATE TABLE IF NOT EXISTS store_meta (
+    name  TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS leases (
+    prefix       TEXT NOT NULL,
+    range_id     TEXT NOT NULL,
+    owner        TEXT,
+    continuation TEXT,
+    expires_at   REAL NOT NULL,
+    etag         TEXT NOT NULL,
+    PRIMARY KEY (prefix, range_id)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS checkpoints (
     consumer   TEXT PRIMARY KEY,
     checkpoint TEXT NOT NULL
@@ -66,7 +98,23 @@ CREATE INDEX IF NOT EXISTS dead_letters_by_time ON dead_letters (parked_at, id);
 
 # Constant SQL strings: the sqlite3 statement cache prepares each once per connection.
 _INSERT_COMMIT = (
-    "INSERT INTO commits (stream_id, first_version, last_version, document) VALUES (?, ?, ?, ?)"
+    "INSERT INTO commits (stream_id, first_version, last_version, document, feed_range)"
+    " VALUES (?, ?, ?, ?, ?)"
+)
+_SELECT_RANGE = (
+    "SELECT seq, document FROM commits WHERE feed_range = ? AND seq > ? ORDER BY seq LIMIT ?"
+)
+_SELECT_RANGE_HEAD = "SELECT max(seq) FROM commits WHERE feed_range = ?"
+_LEASE_COLUMNS = "prefix, range_id, owner, continuation, expires_at, etag"
+_SELECT_LEASES = f"SELECT {_LEASE_COLUMNS} FROM leases WHERE prefix = ? ORDER BY range_id"
+_SELECT_LEASE = f"SELECT {_LEASE_COLUMNS} FROM leases WHERE prefix = ? AND range_id = ?"
+_INSERT_LEASE = (
+    "INSERT INTO leases (prefix, range_id, owner, continuation, expires_at, etag)"
+    " VALUES (?, ?, NULL, ?, 0, ?) ON CONFLICT (prefix, range_id) DO NOTHING"
+)
+_REPLACE_LEASE = (
+    "UPDATE leases SET owner = ?, continuation = ?, expires_at = ?, etag = ?"
+    " WHERE prefix = ? AND range_id = ? AND etag = ?"
 )
 _SELECT_STREAM = (
     "SELECT document FROM commits WHERE stream_id = ? AND last_version > ? ORDER BY first_version"
@@ -112,6 +160,19 @@ def _loads_document(text: str) -> JsonDict:
     return document if isinstance(document, dict) else {"raw": text}
 
 
+def feed_range_of(stream_id: str, ranges: int) -> int:
+    """The range of a stream among ``ranges``: its slice of a stable 64-bit hash space."""
+    digest = hashlib.blake2b(stream_id.encode("utf-8"), digest_size=8).digest()
+    return (int.from_bytes(digest, "big") * ranges) >> 64
+
+
+_CONTINUATION = re.compile(r"(\d+):(\d+)")
+
+
+class FeedRangesMismatch(ValueError):
+    """The file was created with another number of feed ranges than the one asked for."""
+
+
 def _parse_checkpoint(checkpoint: str | None) -> int:
     if checkpoint is None:
         return 0
@@ -125,20 +186,25 @@ def _parse_checkpoint(checkpoint: str | None) -> int:
 
 
 class SqliteEventStore:
-    """``EventStore``, ``ChangeFeed`` and ``CheckpointStore`` on the ``commits`` and
-    ``checkpoints`` tables, plus ``wait_for_commits`` for low-latency feed pumping."""
+    """``EventStore``, ``PartitionedFeed`` (with ``wait_for_range``), and the unpartitioned
+    ``ChangeFeed`` and ``CheckpointStore``, on the ``commits`` and ``checkpoints`` tables."""
 
-    def __init__(self, file: SqliteFile) -> None:
+    def __init__(self, file: SqliteFile, feed_ranges: int) -> None:
         self._file = file
-        # Wake-up for wait_for_commits: appends in this process bump the generation and notify.
+        self.feed_range_count = feed_ranges
+        self._ranges = [FeedRange(id=str(index)) for index in range(feed_ranges)]
+        # Wake-up for the waits: appends in this process bump the generation and notify.
         self._appended = threading.Condition(threading.Lock())
         self._generation = 0
         self._head = 0  # highest sequence known to exist (appended here or seen in the file)
+        self._range_heads = [0] * feed_ranges  # the same, per range
 
     # -- EventStore ---------------------------------------------------------------------------
 
     def append(self, commit: Commit) -> None:
-        row = (commit.stream_id, commit.first_version, commit.version, _dumps(commit.to_document()))
+        feed_range = feed_range_of(commit.stream_id, self.feed_range_count)
+        row = (commit.stream_id, commit.first_version, commit.version,
+               _dumps(commit.to_document()), feed_range)
         try:
             with self._file.write() as conn:
                 cursor = conn.execute(_INSERT_COMMIT, row)
@@ -154,6 +220,7 @@ class SqliteEventStore:
         seq = cursor.lastrowid or 0
         with self._appended:
             self._head = max(self._head, seq)
+            self._range_heads[feed_range] = max(self._range_heads[feed_range], seq)
             self._generation += 1
             self._appended.notify_all()
 
@@ -162,7 +229,62 @@ class SqliteEventStore:
             rows = self._file.read().execute(_SELECT_STREAM, (stream_id, after_version)).fetchall()
         return [Commit.from_document(json.loads(document)) for (document,) in rows]
 
-    # -- ChangeFeed ---------------------------------------------------------------------------
+    # -- PartitionedFeed ----------------------------------------------------------------------
+
+    def feed_ranges(self) -> list[FeedRange]:
+        return list(self._ranges)
+
+    def feed_range_of(self, stream_id: str) -> FeedRange:
+        return self._ranges[feed_range_of(stream_id, self.feed_range_count)]
+
+    def read_range(self, feed_range: FeedRange, continuation: str | None,
+                   max_items: int) -> FeedPage:
+        if max_items < 1:
+            raise ValueError(f"max_items must be >= 1, got {max_items}")
+        index = self._range_index(feed_range)
+        after = self._parse_continuation(index, continuation)
+        with self._file.translated():
+            rows = self._file.read().execute(_SELECT_RANGE, (index, after, max_items)).fetchall()
+        if not rows:
+            return FeedPage(documents=[], checkpoint=continuation)
+        return FeedPage(documents=[_loads_document(document) for _, document in rows],
+                        checkpoint=f"{index}:{rows[-1][0]}")
+
+    def wait_for_range(self, feed_range: FeedRange, continuation: str | None,
+                       timeout: float) -> bool:
+        """Block until the range has a commit after ``continuation``; False when ``timeout``
+        seconds pass first. Appends through this object wake it at once; appends by other
+        processes are seen by re-checking the file every ``POLL_INTERVAL``."""
+        index = self._range_index(feed_range)
+        after = self._parse_continuation(index, continuation)
+        return self._wait(lambda: self._range_heads[index] > after,
+                          lambda: self._read_range_head(index) > after, timeout)
+
+    def _range_index(self, feed_range: FeedRange) -> int:
+        index = int(feed_range.id) if feed_range.id.isdigit() else -1
+        if not 0 <= index < self.feed_range_count:
+            raise ValueError(f"no feed range {feed_range.id!r}: this store has ranges 0.."
+                             f"{self.feed_range_count - 1}")
+        return index
+
+    @staticmethod
+    def _parse_continuation(index: int, continuation: str | None) -> int:
+        if continuation is None:
+            return 0
+        match = _CONTINUATION.fullmatch(continuation)
+        if match is None or int(match.group(1)) != index:
+            raise ValueError(f"not a continuation of feed range {index}: {continuation!r}")
+        return int(match.group(2))
+
+    def _read_range_head(self, index: int) -> int:
+        with self._file.translated():
+            (head,) = self._file.read().execute(_SELECT_RANGE_HEAD, (index,)).fetchone()
+        head = int(head or 0)
+        with self._appended:
+            self._range_heads[index] = max(self._range_heads[index], head)
+        return head
+
+    # -- ChangeFeed (unpartitioned) -----------------------------------------------------------
 
     def read_feed(self, checkpoint: str | None, max_items: int) -> FeedPage:
         if max_items < 1:
@@ -181,17 +303,20 @@ class SqliteEventStore:
         return None if head == 0 else str(head)
 
     def wait_for_commits(self, checkpoint: str | None, timeout: float) -> bool:
-        """Block until a commit after ``checkpoint`` exists; False when ``timeout`` seconds pass
-        first. Appends through this object wake it at once; appends by other processes (or other
-        handles of the same file) are seen by re-checking the file every ``POLL_INTERVAL``."""
+        """Block until a commit after ``checkpoint`` exists (in any range); False when
+        ``timeout`` seconds pass first. Wakes as ``wait_for_range`` does."""
         after = _parse_checkpoint(checkpoint)
+        return self._wait(lambda: self._head > after, lambda: self._read_head() > after, timeout)
+
+    def _wait(self, known: Callable[[], bool], in_file: Callable[[], bool],
+              timeout: float) -> bool:
         deadline = time.monotonic() + max(timeout, 0.0)
         while True:
             with self._appended:
-                if self._head > after:
+                if known():
                     return True
                 generation = self._generation
-            if self._read_head() > after:
+            if in_file():
                 return True
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -221,6 +346,61 @@ class SqliteEventStore:
         _parse_checkpoint(checkpoint)
         with self._file.write() as conn:
             conn.execute(_UPSERT_CHECKPOINT, (consumer, checkpoint))
+
+
+class SqliteLeaseStore:
+    """``LeaseStore`` on the ``leases`` table; every write gets a new random ETag.
+
+    A consumer that kept an unpartitioned checkpoint before (``checkpoints``, under its lease
+    prefix) starts its new leases there rather than at the beginning, so that upgrading a data
+    folder replays nothing."""
+
+    def __init__(self, file: SqliteFile, events: SqliteEventStore) -> None:
+        self._file = file
+        self._events = events
+
+    def list_leases(self, prefix: str) -> list[Lease]:
+        with self._file.translated():
+            rows = self._file.read().execute(_SELECT_LEASES, (prefix,)).fetchall()
+        return [_lease(row) for row in rows]
+
+    def read_lease(self, prefix: str, range_id: str) -> Lease | None:
+        with self._file.translated():
+            row = self._file.read().execute(_SELECT_LEASE, (prefix, range_id)).fetchone()
+        return None if row is None else _lease(row)
+
+    def create_lease(self, prefix: str, range_id: str) -> Lease | None:
+        index = self._events._range_index(FeedRange(range_id))
+        etag = uuid.uuid4().hex
+        with self._file.write() as conn:
+            legacy = conn.execute(_SELECT_CHECKPOINT, (prefix,)).fetchone()
+            continuation = f"{index}:{int(legacy[0])}" if legacy else None
+            created = conn.execute(_INSERT_LEASE, (prefix, range_id, continuation, etag)).rowcount
+        if not created:
+            return None
+        return Lease(prefix=prefix, range_id=range_id, continuation=continuation, etag=etag)
+
+    def replace_lease(self, lease: Lease) -> Lease:
+        index = self._events._range_index(FeedRange(lease.range_id))
+        self._events._parse_continuation(index, lease.continuation)
+        etag = uuid.uuid4().hex
+        with self._file.write() as conn:
+            changed = conn.execute(_REPLACE_LEASE, (
+                lease.owner, lease.continuation, lease.expires_at, etag, lease.prefix,
+                lease.range_id, lease.etag)).rowcount
+        if changed != 1:
+            raise ConcurrencyError(f"lease {lease.prefix}:{lease.range_id} does not exist or its "
+                                   f"ETag is no longer {lease.etag!r}")
+        return replace(lease, etag=etag)
+
+
+def _lease(row: tuple[Any, ...]) -> Lease:
+    prefix, range_id, owner, continuation, expires_at, etag = row
+    return Lease(prefix=str(prefix), range_id=str(range_id),
+                 owner=None if owner is None else str(owner),
+                 continuation=None if continuation is None else str(continuation),
+                 expires_at=float(expires_at),
+                 etag=str(etag))
 
 
 class SqliteViewStore:
@@ -294,40 +474,72 @@ class SqliteDeadLetterStore:
         ]
 
 
-def _create_schema(file: SqliteFile) -> None:
+def _open_schema(file: SqliteFile, feed_ranges: int | None) -> int:
+    """Create the schema, or upgrade an older one; returns the file's number of feed ranges
+    (``feed_ranges`` for a new file, else what it was created with, which must match)."""
+    if feed_ranges is not None and not 1 <= feed_ranges <= MAX_FEED_RANGES:
+        raise ValueError(f"feed ranges must be 1..{MAX_FEED_RANGES}, got {feed_ranges}")
     with file.translated():
         (version,) = file.read().execute("PRAGMA user_version").fetchone()
-    if version == SCHEMA_VERSION:
-        return
     if version > SCHEMA_VERSION:
         raise RuntimeError(f"embedded database schema {version} is newer than {SCHEMA_VERSION}")
-    # The write transaction takes the lock up front, so two processes creating the same file
-    # at once serialize on the busy timeout instead of failing half-way.
-    with file.write() as conn:
-        # One statement at a time: executescript() would COMMIT our transaction first.
-        for statement in _SCHEMA.split(";"):
-            if statement.strip():
-                conn.execute(statement)
-        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    if version < SCHEMA_VERSION:
+        # The write transaction takes the lock up front, so two processes opening the same file
+        # at once serialize on the busy timeout; the second sees the first one's work.
+        with file.write() as conn:
+            (version,) = conn.execute("PRAGMA user_version").fetchone()
+            if version < SCHEMA_VERSION:
+                _upgrade(conn, version, feed_ranges or UNPARTITIONED)
+    with file.translated():
+        row = file.read().execute(
+            "SELECT value FROM store_meta WHERE name = 'feed_ranges'").fetchone()
+    stored = int(row[0])
+    if feed_ranges is not None and feed_ranges != stored:
+        raise FeedRangesMismatch(
+            f"{file.path} was created with {stored} feed ranges, not {feed_ranges}: leases and "
+            f"continuations name its ranges. Set EMBEDDED_FEED_RANGES={stored}, or reset the "
+            "local data (make reset)")
+    return stored
+
+
+def _upgrade(conn: sqlite3.Connection, version: int, feed_ranges: int) -> None:
+    if version == 1:
+        # Schema 1 had one global feed: give every commit its range, as append would have.
+        conn.execute("ALTER TABLE commits ADD COLUMN feed_range INTEGER NOT NULL DEFAULT 0")
+        conn.create_function("feed_range_of", 1,
+                             lambda stream_id: feed_range_of(stream_id, feed_ranges),
+                             deterministic=True)
+        conn.execute("UPDATE commits SET feed_range = feed_range_of(stream_id)")
+    # One statement at a time: executescript() would COMMIT our transaction first.
+    for statement in _SCHEMA.split(";"):
+        if statement.strip():
+            conn.execute(statement)
+    conn.execute("INSERT OR IGNORE INTO store_meta (name, value) VALUES ('feed_ranges', ?)",
+                 (str(feed_ranges),))
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
 
 class EmbeddedDatabase:
-    """The embedded stores of one service database file: ``events``, ``views``,
+    """The embedded stores of one service database file: ``events``, ``leases``, ``views``,
     ``dead_letters``. Prefer ``open_embedded_database`` (shared per process); constructing one
     directly gives an independent handle (own connections, own wake-up), as another process
-    would have."""
+    would have.
 
-    def __init__(self, path: str | Path) -> None:
+    ``feed_ranges`` splits a new file's change feed (None: one range); an existing file keeps
+    the count it was created with, and asking for another raises ``FeedRangesMismatch``."""
+
+    def __init__(self, path: str | Path, feed_ranges: int | None = None) -> None:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path.resolve()
         self._file = SqliteFile(self.path)
         try:
-            _create_schema(self._file)
+            ranges = _open_schema(self._file, feed_ranges)
         except BaseException:
             self._file.close()
             raise
-        self.events = SqliteEventStore(self._file)
+        self.events = SqliteEventStore(self._file, ranges)
+        self.leases = SqliteLeaseStore(self._file, self.events)
         self.views = SqliteViewStore(self._file)
         self.dead_letters = SqliteDeadLetterStore(self._file)
 
@@ -356,15 +568,20 @@ _cache: dict[Path, EmbeddedDatabase] = {}
 _cache_lock = threading.Lock()
 
 
-def open_embedded_database(path: str | Path) -> EmbeddedDatabase:
+def open_embedded_database(path: str | Path, feed_ranges: int | None = None
+                           ) -> EmbeddedDatabase:
     """The process-wide ``EmbeddedDatabase`` for ``path`` (one per resolved path; created, with
     its parent directories, on first use). Thread-safe."""
     resolved = Path(path).resolve()
     with _cache_lock:
         database = _cache.get(resolved)
         if database is None or database.closed:
-            database = EmbeddedDatabase(resolved)
+            database = EmbeddedDatabase(resolved, feed_ranges)
             _cache[resolved] = database
+        elif feed_ranges is not None and database.events.feed_range_count != feed_ranges:
+            raise FeedRangesMismatch(
+                f"{resolved} is open with {database.events.feed_range_count} feed ranges, not "
+                f"{feed_ranges}")
         return database
 
 
