@@ -237,9 +237,10 @@ class ChangeFeedProcessor:
         for entry in owned:
             entry.halt.set()
 
-    def stop(self, timeout: float = 30.0) -> None:
+    def stop(self, timeout: float = 30.0, *, release: bool = True) -> None:
         """Stop pumping (a batch in its handler finishes and is checkpointed), then release every
-        lease so that other instances take the ranges over without waiting for expiry."""
+        lease so that other instances take the ranges over without waiting for expiry.
+        ``release=False`` leaves the leases to expire, as a killed process would."""
         self.request_stop()
         with self._owned_lock:
             owned = list(self._owned.values())
@@ -249,8 +250,9 @@ class ChangeFeedProcessor:
         for entry in owned:
             if entry.thread is not None:
                 entry.thread.join(max(0.0, deadline - time.monotonic()))
-        for entry in owned:
-            self._release(entry)
+        if release:
+            for entry in owned:
+                self._release(entry)
 
     def owned_ranges(self) -> list[str]:
         with self._owned_lock:

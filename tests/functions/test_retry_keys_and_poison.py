@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from eventstore.commit import Commit, EventRecord
+from eventstore.embedded.store import feed_range_of
 from functions import orders, payments, runtime
 from tests.functions.conftest import Harness, HttpResult
 from tests.functions.test_change_feed_functions import letters, receive_all, view
@@ -134,9 +135,11 @@ def store_raw(app: Harness, database: str, stream_id: str, version: int,
               document: str) -> None:
     """A commit row written behind the store's back (a buggy writer, a hand edit)."""
     app.stores("orders" if database == "orders" else "payments")  # the file and its schema
+    feed_range = feed_range_of(stream_id, app.settings.host.embedded_feed_ranges)
     with sqlite3.connect(app.data_dir / f"{database}.db") as conn:
-        conn.execute("INSERT INTO commits (stream_id, first_version, last_version, document) "
-                     "VALUES (?, ?, ?, ?)", (stream_id, version, version, document))
+        conn.execute("INSERT INTO commits (stream_id, first_version, last_version, document,"
+                     " feed_range) VALUES (?, ?, ?, ?, ?)",
+                     (stream_id, version, version, document, feed_range))
 
 
 def test_append_refuses_a_commit_no_reader_could_decode() -> None:
