@@ -10,6 +10,7 @@ import multiprocessing
 import os
 import threading
 import time
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -75,8 +76,7 @@ def overlapping(entries: list[dict[str, Any]]) -> list[str]:
         by_id.setdefault(entry["id"], []).append(entry)
     for message_id, same in by_id.items():
         same.sort(key=lambda e: e["start"])
-        if any(later["start"] < earlier["end"] for earlier, later in zip(same, same[1:],
-                                                                          strict=False)):
+        if any(later["start"] < earlier["end"] for earlier, later in pairwise(same)):
             found.append(message_id)
     return found
 
