@@ -38,10 +38,12 @@ def poll(probe: Callable[[], T | None], timeout: float, what: str, interval: flo
 
 class LocalHost:
     def __init__(self, data_dir: Path, env: Mapping[str, str] | None = None,
-                 backend: str = "embedded", args: tuple[str, ...] = ()) -> None:
+                 backend: str = "embedded", args: tuple[str, ...] = (),
+                 launcher: tuple[str, ...] = ("-m", "devhost")) -> None:
         self.data_dir = data_dir
         self.backend = backend
         self.args = args
+        self.launcher = launcher  # how the host is started (a test may run a patched one)
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}/api"
         self.log_path = data_dir.parent / f"host-{self.port}.log"
@@ -53,7 +55,7 @@ class LocalHost:
     def start(self) -> LocalHost:
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "devhost", "--port", str(self.port),
+            [sys.executable, *self.launcher, "--port", str(self.port),
              "--data-dir", str(self.data_dir), "--backend", self.backend, *self.args],
             cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
         )
@@ -80,6 +82,12 @@ class LocalHost:
         except subprocess.TimeoutExpired:
             self.process.kill()
             raise AssertionError(f"local host did not stop on SIGINT:\n{self.log()}") from None
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash would: nothing is released or flushed."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=30)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
