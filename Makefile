@@ -6,12 +6,13 @@ PORT   ?= 7071
 BACKEND ?= embedded
 PYTEST_ARGS ?=
 
-.PHONY: run test lint typecheck pytest reset bench checkov clean help
+.PHONY: run test lint typecheck pytest reset bench soak checkov clean help
 
 help:
 	@echo "make run      start the local host on http://127.0.0.1:$(PORT)/api (BACKEND=embedded|azure)"
 	@echo "make test     lint, type-check and run every test (starts the test servers itself)"
 	@echo "make bench    run the benchmarks in bench/"
+	@echo "make soak     the convergence soak under chaos, longer (ORDERS=1000 SEED=1)"
 	@echo "make reset    delete the local host's data (.data/)"
 
 $(BIN)/python:
@@ -53,6 +54,11 @@ test: lint typecheck pytest checkov
 
 bench: $(VENV)/.dev-installed
 	$(BIN)/python -m bench
+
+ORDERS ?= 1000
+SEED ?= 1
+soak: $(VENV)/.dev-installed
+	$(BIN)/python -m tests.soak --orders $(ORDERS) --seed $(SEED)
 
 clean:
 	rm -rf .data $(VENV) .venv-checkov node_modules .pytest_cache .mypy_cache .ruff_cache
