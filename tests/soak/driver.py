@@ -1,6 +1,6 @@
 """The convergence soak: orders over HTTP against two local hosts in chaos mode on one data
-folder, one of them killed with SIGKILL and restarted mid-run, then proof that everything
-converged exactly once.
+folder, one of them killed with SIGKILL a quarter of the way through and restarted half-way,
+then proof that everything converged exactly once.
 
 The workload is fixed by the seed: paid orders (some with a deleted item, some with a checkout
 retried under the same key or sent again under a new one), orders whose first payment is
@@ -66,7 +66,7 @@ class SoakConfig:
     cancelled: int = 10
     seed: int = 1
     clients: int = 8
-    kill: bool = True  # SIGKILL the second host after a third of the flows, restart it later
+    kill: bool = True  # SIGKILL the second host after a quarter of the flows, restart it later
     feed_ranges: int = 4
     lease_seconds: float = 2.0
     bus_lock_seconds: float = 3.0
@@ -379,8 +379,8 @@ def drive(config: SoakConfig, hosts: list[LocalHost], say: Callable[[str], None]
 
 def chaos_monkey(config: SoakConfig, hosts: list[LocalHost], up: list[threading.Event],
                  stats: Stats, failures: list[BaseException], say: Callable[[str], None]) -> None:
-    """SIGKILL the second host once a third of the flows are done; restart it (as a new
-    instance) at two thirds."""
+    """SIGKILL the second host once a quarter of the flows are done; restart it (as a new
+    instance) at half."""
     deadline = time.monotonic() + config.deadline
 
     def reached(fraction: float) -> bool:
@@ -390,17 +390,18 @@ def chaos_monkey(config: SoakConfig, hosts: list[LocalHost], up: list[threading.
             time.sleep(0.05)  # polling the clients' progress
         return True
 
-    if not reached(1 / 3):
+    if not reached(1 / 4):
         return
     up[1].clear()
     hosts[1].kill()
     say(f"soak: SIGKILL host soak-b-1 after {stats.finished} orders")
-    if not reached(2 / 3):
+    if not reached(1 / 2):
         return
+    say(f"soak: restarting it as soak-b-2 after {stats.finished} orders")
     hosts[1].args = tuple("soak-b-2" if a == "soak-b-1" else a for a in hosts[1].args)
     hosts[1].start()
     up[1].set()
-    say(f"soak: restarted it as soak-b-2 after {stats.finished} orders")
+    say(f"soak: soak-b-2 serves again after {stats.finished} orders")
 
 
 # -- convergence ---------------------------------------------------------------------------------
