@@ -328,7 +328,7 @@ class ChangeFeedProcessor:
                 stopping = False
                 self._owned[feed_range.id] = entry
         if stopping:
-            self._release(entry)
+            self._release(entry, announce=False)  # never announced as acquired either
             return
         if previous is None or previous == self.instance_id:
             kind: LeaseEventKind = "acquired"
@@ -353,7 +353,7 @@ class ChangeFeedProcessor:
             del self._owned[entry.feed_range.id]
         self._emit("lost", entry.feed_range.id, entry.lost_to)
 
-    def _release(self, entry: _OwnedRange) -> None:
+    def _release(self, entry: _OwnedRange, *, announce: bool = True) -> None:
         if entry.lost:
             return
         try:
@@ -367,7 +367,8 @@ class ChangeFeedProcessor:
         with self._owned_lock:
             if self._owned.get(entry.feed_range.id) is entry:
                 del self._owned[entry.feed_range.id]
-        self._emit("released", entry.feed_range.id)
+        if announce:
+            self._emit("released", entry.feed_range.id)
 
     def _emit(self, kind: LeaseEventKind, range_id: str, other: str | None = None) -> None:
         event = LeaseEvent(kind, self.name, range_id, self.instance_id, other,

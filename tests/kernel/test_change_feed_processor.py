@@ -267,6 +267,7 @@ def test_a_clean_stop_releases_the_leases_and_the_next_instance_resumes_there(
     recorder = Recorder(database.leases)
     events = Events()
     first = processor(database, recorder, "a", running, events=events)
+    wait_until(lambda: len(first.owned_ranges()) == 4, "a to own every range")
     wait_until(lambda: len(recorder.delivered()) == len(first_batch), "the first commits")
     wait_until(lambda: all(x.continuation for x in database.leases.list_leases(PREFIX)
                            if database.events.read_range(FeedRange(x.range_id), None, 1).documents),
