@@ -624,3 +624,23 @@ def test_cosmos_unreachable_account_is_transient_error() -> None:
         with pytest.raises(TransientError):
             create_cosmos_client(settings, FAST_FAILING)  # the client reads the account eagerly
         assert time.monotonic() - started < 30
+
+
+def test_a_query_the_sdk_fails_with_its_own_header_race_is_asked_again() -> None:
+    from eventstore.adapters.cosmos.errors import retried_on_header_race
+
+    calls: list[int] = []
+
+    def flaky() -> str:
+        calls.append(1)
+        if len(calls) < 3:
+            raise RuntimeError("OrderedDict mutated during iteration")
+        return "rows"
+
+    assert retried_on_header_race(flaky) == "rows" and len(calls) == 3
+
+    def broken() -> str:
+        raise RuntimeError("something else")
+
+    with pytest.raises(RuntimeError, match="something else"):
+        retried_on_header_race(broken)

@@ -8,9 +8,9 @@ request, a missing container, an untrusted certificate) is re-raised unchanged.
 from __future__ import annotations
 
 import ssl
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 from azure.core.exceptions import ServiceRequestError, ServiceResponseError
 from azure.cosmos import ContainerProxy
@@ -18,6 +18,10 @@ from azure.cosmos.exceptions import CosmosClientTimeoutError, CosmosHttpResponse
 
 from eventstore.adapters.cosmos.metering import RequestMeter
 from eventstore.errors import TransientError
+
+T = TypeVar("T")
+
+HEADER_RACE_RETRIES = 3
 
 TRANSIENT_STATUS_CODES = frozenset({408, 429, 449, 500, 502, 503, 504})
 """Statuses worth retrying later: request timeout, throttling (after the SDK's own retries),
@@ -91,3 +95,20 @@ def read_or_none(
         raise_translated(operation, error)
     except (ServiceRequestError, ServiceResponseError, CosmosClientTimeoutError) as error:
         raise_translated(operation, error)
+
+
+def retried_on_header_race(call: Callable[[], T]) -> T:
+    """Run a query again when the SDK trips over its own response headers.
+
+    azure-cosmos 4.17 shares response-header dictionaries of one client between the threads
+    that query through it; under concurrent queries one thread can fail with "RuntimeError:
+    OrderedDict mutated during iteration" while copying headers another thread is changing
+    (seen here with several writers re-reading one stream). The request itself succeeded or
+    was read-only, so asking again is safe."""
+    for attempt in range(HEADER_RACE_RETRIES):
+        try:
+            return call()
+        except RuntimeError as error:
+            if "mutated during iteration" not in str(error) or attempt == HEADER_RACE_RETRIES - 1:
+                raise
+    raise AssertionError("unreachable")

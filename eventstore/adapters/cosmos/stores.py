@@ -17,7 +17,12 @@ from azure.cosmos import ContainerProxy
 from azure.cosmos.exceptions import CosmosClientTimeoutError, CosmosHttpResponseError
 
 from eventstore.adapters.cosmos.changefeed import CosmosChangeFeed
-from eventstore.adapters.cosmos.errors import raise_translated, read_or_none, translated
+from eventstore.adapters.cosmos.errors import (
+    raise_translated,
+    read_or_none,
+    retried_on_header_race,
+    translated,
+)
 from eventstore.adapters.cosmos.metering import REQUEST_METER, RequestMeter
 from eventstore.commit import Commit, JsonDict
 from eventstore.errors import ConcurrencyError
@@ -68,8 +73,8 @@ class CosmosEventStore:
     def read_stream(self, stream_id: str, after_version: int = 0) -> list[Commit]:
         # The partition-key filter is in the WHERE clause as well as in partition_key: the
         # query stays single-partition in any case (and the test server requires it).
-        with translated("read_stream"):
-            documents = list(
+        def query() -> list[JsonDict]:
+            return list(
                 self._events.query_items(
                     "SELECT * FROM c WHERE c.streamId = @streamId AND c.version > @after"
                     " ORDER BY c.version",
@@ -82,6 +87,9 @@ class CosmosEventStore:
                     raw_response_hook=self._meter.response_hook("read_stream"),
                 )
             )
+
+        with translated("read_stream"):
+            documents = retried_on_header_race(query)
         return [Commit.from_document(document) for document in documents]
 
 
