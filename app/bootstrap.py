@@ -108,7 +108,8 @@ class AzureBackend:
             database=database, events_container=names.events, views_container=names.views,
             deadletters_container=names.deadletters, leases_container=names.leases,
             settings=self._cosmos)
-        return ServiceStores(cosmos.events, cosmos.views, cosmos.dead_letters, cosmos.meter)
+        return ServiceStores(cosmos.events, cosmos.views, cosmos.dead_letters, cosmos.meter,
+                             feed=cosmos.feed, leases=cosmos.leases)
 
     def personal_data(self, database: str, container: str) -> PersonalDataStore:
         from eventstore.adapters.cosmos import open_personal_data_store

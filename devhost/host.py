@@ -19,7 +19,7 @@ import uvicorn
 from devhost import settings as host_settings
 from devhost.bus import BusOptions, BusWorker
 from devhost.datadir import DataDirectory, DataDirectoryError
-from devhost.feed import FeedPump, feed_processor
+from devhost.feed import feed_processor
 from devhost.http import FunctionsHttpApp, HttpLimits, StrictHttpProtocol
 from devhost.indexing import AppIndex, index_app, load_app
 from devhost.invocations import print_line
@@ -185,18 +185,17 @@ def _interrupt(signum: int, frame: object) -> None:
 
 def _triggers(index: AppIndex, services: Services, options: HostOptions, instance_id: str,
               stop: threading.Event) -> tuple[list[ChangeFeedProcessor], list[threading.Thread]]:
-    """A processor per change-feed function (a legacy pump where the backend has no leases),
-    and the bus workers."""
+    """A processor per change-feed function, and the bus workers."""
     processors: list[ChangeFeedProcessor] = []
     threads: list[threading.Thread] = []
     lease_options = ProcessorOptions.scaled(options.lease_seconds)
     for spec in index.feeds:
         stores = _reachable(services, spec.database)
-        if stores.feed is not None and stores.leases is not None:
-            processors.append(feed_processor(spec, stores.feed, stores.leases,
-                                             instance_id=instance_id, options=lease_options))
-        else:
-            threads.append(FeedPump(spec, stores.events, stop))
+        if stores.feed is None or stores.leases is None:
+            raise StartupError(f"the {options.backend} backend offers no partitioned change feed "
+                               f"with leases for database {spec.database!r}")
+        processors.append(feed_processor(spec, stores.feed, stores.leases,
+                                         instance_id=instance_id, options=lease_options))
     bus_options = BusOptions.from_host_json(host_json(options.app_dir))
     for bus_spec in index.bus:
         threads.extend(
@@ -250,8 +249,9 @@ def _banner(index: AppIndex, options: HostOptions, prefix: str, instance_id: str
     lines = [f"Local host ({options.backend} backend), instance {instance_id}."]
     if processors:
         ranges = len(processors[0].feed.feed_ranges())
+        where = "data folder" if options.backend == "embedded" else "Cosmos DB account"
         lines.append(f"Change feed: {ranges} feed ranges per lease prefix, shared with every "
-                     f"host on this data folder (leases of {options.lease_seconds:g}s).")
+                     f"host on this {where} (leases of {options.lease_seconds:g}s).")
     if chaos is not None:
         lines.append(f"Chaos mode, seed {chaos.seed}: faults are injected and printed as "
                      "'chaos fault #N'.")

@@ -3,15 +3,16 @@ that offers them must pass it unchanged.
 
 To add a backend, add a factory to ``PARTITIONED_FACTORIES``: ``(tmp_path) -> ContextManager`` of
 an object with ``events`` (EventStore), ``feed`` (PartitionedFeed), ``leases`` (LeaseStore) and
-``reopen()`` over a fresh, empty data location (a Cosmos DB one would put its leases in the
-``leases`` container and read feed ranges with ``read_feed_ranges``), and its marks to
-``PARTITIONED_MARKS``.
+``reopen()`` over a fresh, empty data location, and its marks to ``PARTITIONED_MARKS``. The
+Cosmos DB one runs on the test server (tests/support/cosmos_server.py) with an events container
+of four physical partitions, so that it has four feed ranges.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager
@@ -20,12 +21,15 @@ from pathlib import Path
 from typing import Protocol
 
 import pytest
+from azure.cosmos import CosmosClient, PartitionKey
 
+from eventstore.adapters.cosmos import EVENTS_INDEXING_POLICY, CosmosDatabase, create_cosmos_client
 from eventstore.commit import Commit
 from eventstore.embedded.store import EmbeddedDatabase
 from eventstore.errors import ConcurrencyError
 from eventstore.ports import EventStore, FeedRange, LeaseStore, PartitionedFeed
-from tests.contract.conftest import make_commit, new_stream
+from tests.contract.conftest import COSMOS_TEST_CLIENT_OPTIONS, make_commit, new_stream
+from tests.support.cosmos_server import shared_cosmos_server
 
 FEED_DEADLINE = 10.0
 PREFIX = "projector-v1"
@@ -77,10 +81,61 @@ def embedded_partitioned(tmp_path: Path) -> Iterator[PartitionedBackend]:
             database.close()
 
 
+COSMOS_PHYSICAL_PARTITIONS = 4
+"""The test server gives a container of N x 10,000 RU/s N partition key ranges."""
+
+
+class CosmosPartitioned:
+    """The Cosmos DB feed and leases over one database of the shared test server; ``reopen()``
+    is a new client, as a restarted process has."""
+
+    def __init__(self, settings: dict[str, str], name: str, clients: list[CosmosClient]) -> None:
+        client = create_cosmos_client(settings, COSMOS_TEST_CLIENT_OPTIONS)
+        clients.append(client)
+        self._settings, self._name, self._clients = settings, name, clients
+        self._database = CosmosDatabase(client, name)
+
+    @property
+    def events(self) -> EventStore:
+        return self._database.events
+
+    @property
+    def feed(self) -> PartitionedFeed:
+        return self._database.feed
+
+    @property
+    def leases(self) -> LeaseStore:
+        return self._database.leases
+
+    def reopen(self) -> PartitionedBackend:
+        self._database.client.close()
+        return CosmosPartitioned(self._settings, self._name, self._clients)
+
+
+@contextmanager
+def cosmos_partitioned(tmp_path: Path) -> Iterator[PartitionedBackend]:
+    settings = shared_cosmos_server().settings
+    name = f"partitioned-{uuid.uuid4().hex[:12]}"
+    setup = create_cosmos_client(settings, COSMOS_TEST_CLIENT_OPTIONS)
+    clients = [setup]
+    database = setup.create_database(name)
+    try:
+        database.create_container("events", PartitionKey("/streamId"),
+                                  indexing_policy=EVENTS_INDEXING_POLICY,
+                                  offer_throughput=COSMOS_PHYSICAL_PARTITIONS * 10_000)
+        database.create_container("leases", PartitionKey("/id"))
+        yield CosmosPartitioned(settings, name, clients)
+    finally:
+        setup.delete_database(name)
+        for client in clients:
+            client.close()
+
+
 PARTITIONED_FACTORIES: dict[str, Callable[[Path], AbstractContextManager[PartitionedBackend]]] = {
     "embedded": embedded_partitioned,
+    "cosmos": cosmos_partitioned,
 }
-PARTITIONED_MARKS: dict[str, list[pytest.MarkDecorator]] = {}
+PARTITIONED_MARKS: dict[str, list[pytest.MarkDecorator]] = {"cosmos": [pytest.mark.cosmos]}
 
 
 @pytest.fixture(params=[pytest.param(name, id=name, marks=PARTITIONED_MARKS.get(name, []))

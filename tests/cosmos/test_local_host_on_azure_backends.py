@@ -1,12 +1,14 @@
 """`make run BACKEND=azure`: the local host with the Cosmos DB and Service Bus adapters.
 
 Every function runs in this mode: the HTTP functions over HTTP, the change-feed functions fed
-from the Cosmos-protocol test server's change feed, the Service Bus functions from the AMQP test
-broker through the Service Bus SDK's receivers. The original scenario reaches Paid.
+from the Cosmos-protocol test server's change feed by the lease-based processor (leases in the
+leases container), the Service Bus functions from the AMQP test broker through the Service Bus
+SDK's receivers. The original scenario reaches Paid.
 """
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -90,6 +92,10 @@ def test_the_original_scenario_reaches_paid_on_the_azure_backends(azure_host: Lo
     log = host.log()
     assert "Functions.payments_acquirer' (Succeeded" in log
     assert "Functions.orders_on_payment_event' (Succeeded" in log
+    # Every change-feed function ran through the lease-based processor on the Cosmos DB leases.
+    for function in ("orders_projector", "orders_publisher", "payments_projector",
+                     "payments_publisher"):
+        assert re.search(rf"Lease '{function}' range [0-9a-f]{{12}}/1 acquired by ", log), function
     # The projector read the whole stream from the change feed: the view catches up.
     def projected() -> bool:
         response = host.request("GET", f"/orders/{order_id}")

@@ -1,5 +1,7 @@
-"""The local host's pumps: the change-feed pump (batches, checkpoints after success, retry
-policy, wake-up on append) and the bus worker (peek-lock, abandon, dead-letter)."""
+"""The local host's triggers: a change-feed function run through the lease-based processor
+(its spec's batch size and retry policy, DocumentList batches, lease lines) and the bus worker
+(peek-lock, abandon, dead-letter). The processor itself is tested in
+tests/kernel/test_change_feed_processor.py."""
 
 from __future__ import annotations
 
@@ -8,7 +10,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -17,13 +18,13 @@ import pytest
 from azure.functions.servicebus import ServiceBusMessage
 
 from devhost import bus as devhost_bus
-from devhost import feed as devhost_feed
 from devhost.bus import BusWorker
-from devhost.feed import FeedPump
+from devhost.feed import feed_processor
 from devhost.indexing import BusSpec, FeedSpec, RetryPolicy
+from eventstore.changefeed import ProcessorOptions
 from eventstore.commit import Commit, EventRecord
 from eventstore.embedded.bus import MAX_DELIVERY_COUNT_EXCEEDED, EmbeddedBus
-from eventstore.embedded.store import EmbeddedDatabase, SqliteEventStore
+from eventstore.embedded.store import EmbeddedDatabase
 from eventstore.ports import OutboundMessage
 
 CONSUMER = "test-projector-v1"
@@ -38,10 +39,6 @@ def wait_until(condition: Callable[[], bool], timeout: float = DEADLINE) -> None
         time.sleep(0.005)
 
 
-def delivered_exactly(recorder: Recorder, expected: list[str]) -> bool:
-    return recorder.delivered() == expected
-
-
 def commit(stream: str, version: int) -> Commit:
     return Commit(stream_id=stream, stream_type="order",
                   events=(EventRecord(version, f"e-{stream}-{version}", "Happened", 1,
@@ -50,35 +47,9 @@ def commit(stream: str, version: int) -> Commit:
                   committed_at="2024-01-01T00:00:00.000000Z")
 
 
-@dataclass
-class Recorder:
-    """A change-feed function that records what it got (and the checkpoint while it ran)."""
-
-    store: SqliteEventStore
-    failures: int = 0  # fail this many invocations first
-    batches: list[list[str]] = field(default_factory=list)
-    checkpoints_seen: list[str | None] = field(default_factory=list)
-    calls: list[float] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def __call__(self, documents: func.DocumentList) -> None:
-        assert isinstance(documents, func.DocumentList)
-        assert all(isinstance(d, func.Document) for d in documents)
-        with self.lock:
-            self.calls.append(time.monotonic())
-            self.checkpoints_seen.append(self.store.load_checkpoint(CONSUMER))
-            if len(self.calls) <= self.failures:
-                raise RuntimeError("the function failed")
-            self.batches.append([d.to_dict()["id"] for d in documents])
-
-    def delivered(self) -> list[str]:
-        with self.lock:
-            return [doc_id for batch in self.batches for doc_id in batch]
-
-
 @pytest.fixture
 def database(tmp_path: Path) -> Iterator[EmbeddedDatabase]:
-    db = EmbeddedDatabase(tmp_path / "orders.db")
+    db = EmbeddedDatabase(tmp_path / "orders.db", feed_ranges=4)
     yield db
     db.close()
 
@@ -102,167 +73,66 @@ def start(thread: threading.Thread) -> threading.Thread:
     return thread
 
 
-def halt(thread: threading.Thread, stop: threading.Event,
-         wake: SqliteEventStore | None = None) -> None:
-    """Stop the thread and join it. A pump idling in the store's wait only sees the stop when
-    it wakes: ``wake`` appends a commit to make it do so at once."""
+def halt(thread: threading.Thread, stop: threading.Event) -> None:
     stop.set()
-    if wake is not None:
-        wake.append(commit("wake-up", 1))
     thread.join(timeout=DEADLINE)
     assert not thread.is_alive()
 
 
-@pytest.fixture(autouse=True)
-def quick_idle(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Idle pumps look again every 50 ms, so that stopping them is quick."""
-    monkeypatch.setattr(devhost_feed, "IDLE_POLL_SECONDS", 0.05)
+# -- the change-feed function through the processor --------------------------------------------
 
 
-# -- feed pump ------------------------------------------------------------------------------------
+@dataclass
+class FeedFunction:
+    """A change-feed function that records its batches, failing the first ``failures`` calls."""
+
+    failures: int = 0
+    batches: list[list[dict[str, Any]]] = field(default_factory=list)
+    calls: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __call__(self, documents: func.DocumentList) -> None:
+        assert isinstance(documents, func.DocumentList)
+        assert all(isinstance(d, func.Document) for d in documents)
+        with self.lock:
+            self.calls += 1
+            if self.calls <= self.failures:
+                raise RuntimeError("the function failed")
+            self.batches.append([d.to_dict() for d in documents])
+
+    def delivered(self) -> int:
+        with self.lock:
+            return sum(len(batch) for batch in self.batches)
 
 
-def test_feed_pump_delivers_batches_and_checkpoints_after_success(
-    database: EmbeddedDatabase, stop: threading.Event
+def test_the_function_gets_document_lists_of_its_spec_and_its_retry_policy(
+    database: EmbeddedDatabase, capsys: pytest.CaptureFixture[str],
 ) -> None:
     store = database.events
-    for version in (1, 2, 3):
-        store.append(commit("order-a", version))
-    recorder = Recorder(store)
-    pump = start(FeedPump(feed_spec(recorder, max_items=2), store, stop))
-
-    wait_until(lambda: store.load_checkpoint(CONSUMER) == store.head_checkpoint())
-    halt(pump, stop)
-    assert recorder.batches == [["order-a:1", "order-a:2"], ["order-a:3"]]
-    first_page = store.read_feed(None, 2).checkpoint
-    # While a batch runs, the checkpoint is still the one before it.
-    assert recorder.checkpoints_seen == [None, first_page]
-
-
-def test_documents_are_the_commit_documents(
-    database: EmbeddedDatabase, stop: threading.Event
-) -> None:
-    store = database.events
-    store.append(commit("order-a", 1))
-    got: list[dict[str, Any]] = []
-    pump = start(FeedPump(feed_spec(lambda documents: got.extend(d.to_dict() for d in documents)),
-                          store, stop))
-    wait_until(lambda: store.load_checkpoint(CONSUMER) is not None)
-    halt(pump, stop)
-    assert got == [commit("order-a", 1).to_document()]
-
-
-def test_a_failing_batch_is_retried_per_policy_without_moving_the_checkpoint(
-    database: EmbeddedDatabase, stop: threading.Event
-) -> None:
-    store = database.events
-    store.append(commit("order-a", 1))
-    store.append(commit("order-a", 2))
-    recorder = Recorder(store, failures=3)
-    policy = RetryPolicy("fixed_delay", 5, delay=0.05)
-    pump = start(FeedPump(feed_spec(recorder, retry=policy), store, stop))
-
-    wait_until(lambda: store.load_checkpoint(CONSUMER) is not None)
-    halt(pump, stop)
-    assert len(recorder.calls) == 4
-    assert recorder.checkpoints_seen == [None, None, None, None]
-    assert recorder.batches == [["order-a:1", "order-a:2"]]
-    gaps = [later - earlier for earlier, later in zip(recorder.calls, recorder.calls[1:],
-                                                       strict=False)]
-    assert all(gap >= 0.04 for gap in gaps), gaps
-    assert store.load_checkpoint(CONSUMER) == store.head_checkpoint()
-
-
-def test_when_retries_are_exhausted_the_pump_moves_on(
-    database: EmbeddedDatabase, stop: threading.Event
-) -> None:
-    """As the Cosmos DB trigger does: the batch is given up (loudly) after its retries."""
-    store = database.events
-    store.append(commit("order-a", 1))
-    recorder = Recorder(store, failures=1_000)
-    pump = start(FeedPump(feed_spec(recorder, retry=RetryPolicy("fixed_delay", 2, delay=0.01)),
-                          store, stop))
-    wait_until(lambda: store.load_checkpoint(CONSUMER) is not None)
-    halt(pump, stop)
-    assert len(recorder.calls) == 3  # the first attempt and two retries
-
-
-def test_a_policy_of_minus_one_retries_until_the_host_stops(
-    database: EmbeddedDatabase, stop: threading.Event
-) -> None:
-    store = database.events
-    store.append(commit("order-a", 1))
-    recorder = Recorder(store, failures=1_000)
-    policy = RetryPolicy("exponential_backoff", -1, minimum=0.001, maximum=0.005)
-    pump = start(FeedPump(feed_spec(recorder, retry=policy), store, stop))
-    wait_until(lambda: len(recorder.calls) >= 20)
-    halt(pump, stop)  # stopping interrupts the retries; the batch is not checkpointed
-    assert store.load_checkpoint(CONSUMER) is None
-
-
-def test_a_new_pump_resumes_from_the_saved_checkpoint(
-    database: EmbeddedDatabase, stop: threading.Event
-) -> None:
-    store = database.events
-    store.append(commit("order-a", 1))
-    store.append(commit("order-b", 1))
-    first = Recorder(store)
-    pump = start(FeedPump(feed_spec(first, max_items=10), store, stop))
-    wait_until(lambda: store.load_checkpoint(CONSUMER) == store.head_checkpoint())
-    halt(pump, stop)
-    assert first.delivered() == ["order-a:1", "order-b:1"]
-
-    store.append(commit("order-a", 2))
-    store.append(commit("order-c", 1))
-    restarted = threading.Event()
-    second = Recorder(store)
-    pump = start(FeedPump(feed_spec(second, max_items=10), store, restarted))
+    commits = [commit("order-a", version) for version in (1, 2, 3)]
+    for appended in commits:
+        store.append(appended)
+    function = FeedFunction(failures=2)
+    processor = feed_processor(feed_spec(function, max_items=2,
+                                         retry=RetryPolicy("fixed_delay", 5, delay=0.01)),
+                               store, database.leases, instance_id="host-a",
+                               options=ProcessorOptions.scaled(2.0))
+    processor.start()
     try:
-        wait_until(lambda: second.delivered() == ["order-a:2", "order-c:1"])
-        assert store.load_checkpoint(CONSUMER) is not None
-        wait_until(lambda: store.load_checkpoint(CONSUMER) == store.head_checkpoint())
+        wait_until(lambda: function.delivered() == 3)
     finally:
-        halt(pump, restarted)
-    assert second.delivered() == ["order-a:2", "order-c:1"]
+        processor.stop()
 
-
-def test_the_pump_wakes_promptly_on_append(
-    database: EmbeddedDatabase, stop: threading.Event, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # Without the wake-up the pump would only look again after this idle poll.
-    monkeypatch.setattr(devhost_feed, "IDLE_POLL_SECONDS", 30.0)
-    store = database.events
-    recorder = Recorder(store)
-    pump = start(FeedPump(feed_spec(recorder), store, stop))
-    try:
-        for version in (1, 2, 3):
-            time.sleep(0.05)  # not a wait for the work: lets the pump go idle before appending
-            store.append(commit("order-a", version))
-            expected = [f"order-a:{v}" for v in range(1, version + 1)]
-            # Far sooner than the 30 s idle poll: the append woke the pump.
-            wait_until(partial(delivered_exactly, recorder, expected), timeout=2.0)
-    finally:
-        halt(pump, stop, wake=store)
-
-
-def test_the_pump_sees_appends_by_another_process(
-    database: EmbeddedDatabase, stop: threading.Event, tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """Another handle of the same file (as another process has) cannot wake the pump; it must
-    still see the commit within the store's poll interval, not the idle poll."""
-    monkeypatch.setattr(devhost_feed, "IDLE_POLL_SECONDS", 30.0)
-    store = database.events
-    recorder = Recorder(store)
-    pump = start(FeedPump(feed_spec(recorder), store, stop))
-    other = EmbeddedDatabase(tmp_path / "orders.db")
-    try:
-        time.sleep(0.05)  # not a wait for the work: lets the pump go idle before appending
-        other.events.append(commit("order-x", 1))
-        wait_until(lambda: recorder.delivered() == ["order-x:1"], timeout=3.0)
-    finally:
-        other.close()
-        halt(pump, stop, wake=store)
+    assert function.calls == 4  # two failures, retried per the policy, then two batches
+    assert [len(batch) for batch in function.batches] == [2, 1]  # maxItemsPerInvocation
+    assert [d for batch in function.batches for d in batch] == [c.to_document() for c in commits]
+    home = store.feed_range_of("order-a")
+    lease = database.leases.read_lease(CONSUMER, home.id)
+    assert lease is not None and lease.owner is None  # released on stop
+    assert lease.continuation == store.read_range(home, None, 10).checkpoint
+    printed = capsys.readouterr().out
+    assert f"Lease 'test_projector' range {home.id}/4 acquired by host-a" in printed
+    assert f"Lease 'test_projector' range {home.id}/4 released by host-a (stopping)" in printed
 
 
 # -- bus worker -----------------------------------------------------------------------------------

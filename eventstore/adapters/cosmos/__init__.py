@@ -3,14 +3,16 @@
 - ``connection``: connection settings (Functions convention) and the shared client;
 - ``stores``: the event store (one ``create_item`` per commit), views and dead letters;
 - ``personaldata``: the erasable personal-data store, apart from the event log;
-- ``changefeed``: the pull-model change feed and its checkpoints in the leases container;
+- ``changefeed``: the pull-model change feed, whole (with checkpoints in the leases container)
+  and split into feed ranges;
+- ``leases``: the change-feed processor's leases in the leases container;
 - ``metering``: requests and RU per command;
 - ``errors``: which SDK failures are transient;
 - ``provisioning``: containers for the emulator and tests (Bicep creates them in Azure);
 - ``database``: the stores of one service database.
 """
 
-from eventstore.adapters.cosmos.changefeed import CosmosChangeFeed
+from eventstore.adapters.cosmos.changefeed import CosmosChangeFeed, CosmosPartitionedFeed
 from eventstore.adapters.cosmos.connection import (
     CosmosClientOptions,
     CosmosConfigurationError,
@@ -22,6 +24,7 @@ from eventstore.adapters.cosmos.connection import (
 )
 from eventstore.adapters.cosmos.database import ContainerNames, CosmosDatabase, open_cosmos_database
 from eventstore.adapters.cosmos.errors import is_transient_status
+from eventstore.adapters.cosmos.leases import CosmosLeaseStore
 from eventstore.adapters.cosmos.metering import REQUEST_METER, Measurement, RequestMeter
 from eventstore.adapters.cosmos.personaldata import (
     CosmosPersonalDataStore,
@@ -48,6 +51,8 @@ __all__ = [
     "CosmosDatabase",
     "CosmosDeadLetterStore",
     "CosmosEventStore",
+    "CosmosLeaseStore",
+    "CosmosPartitionedFeed",
     "CosmosPersonalDataStore",
     "CosmosViewStore",
     "Measurement",

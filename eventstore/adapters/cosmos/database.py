@@ -7,11 +7,13 @@ from dataclasses import dataclass
 
 from azure.cosmos import CosmosClient
 
+from eventstore.adapters.cosmos.changefeed import CosmosPartitionedFeed
 from eventstore.adapters.cosmos.connection import (
     CosmosClientOptions,
     CosmosConnection,
     cosmos_client_from_settings,
 )
+from eventstore.adapters.cosmos.leases import CosmosLeaseStore
 from eventstore.adapters.cosmos.metering import REQUEST_METER, RequestMeter
 from eventstore.adapters.cosmos.provisioning import ensure_containers
 from eventstore.adapters.cosmos.stores import (
@@ -30,7 +32,8 @@ class ContainerNames:
 
 
 class CosmosDatabase:
-    """The stores of one service database: events (+ feed, checkpoints), views, dead letters."""
+    """The stores of one service database: events (+ feed, checkpoints), views, dead letters,
+    and the partitioned feed with its leases for the change-feed processor."""
 
     def __init__(
         self,
@@ -53,11 +56,11 @@ class CosmosDatabase:
         )
         self.meter = meter or REQUEST_METER
         database = client.get_database_client(database_name)
-        self.events = CosmosEventStore(
-            database.get_container_client(events_container),
-            database.get_container_client(leases_container),
-            meter=self.meter,
-        )
+        events = database.get_container_client(events_container)
+        leases = database.get_container_client(leases_container)
+        self.events = CosmosEventStore(events, leases, meter=self.meter)
+        self.feed = CosmosPartitionedFeed(events, leases, meter=self.meter)
+        self.leases = CosmosLeaseStore(leases, events_container, meter=self.meter)
         self.views = CosmosViewStore(
             database.get_container_client(views_container), meter=self.meter
         )
