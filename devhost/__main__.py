@@ -48,7 +48,8 @@ def parse_args(argv: list[str] | None = None) -> HostOptions:
                         f"{limits.header_timeout:g})")
     parser.add_argument("--instance-id", default=None,
                         help="this host's name in the change-feed leases (default: "
-                        "HOSTNAME:PID); hosts on one data folder share the feed ranges")
+                        "HOSTNAME:PID); hosts on one data folder (or Cosmos DB database) share "
+                        "the feed ranges")
     parser.add_argument("--lease-seconds", type=float, default=10.0,
                         help="how long a feed-range lease lasts unless renewed: a stopped host's "
                         "ranges are taken over after this (default 10)")
