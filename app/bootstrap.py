@@ -64,7 +64,7 @@ class ServiceStores:
     dead_letters: DeadLetterStore
     meter: CostMeter | None = None
     # The change feed split into ranges, and the leases that share them between instances
-    # (eventstore.changefeed); None where the backend does not offer them yet.
+    # (eventstore.changefeed); both backends offer them, a test's fake stores may not.
     feed: PartitionedFeed | None = None
     leases: LeaseStore | None = None
 

@@ -230,6 +230,8 @@ def _reachable(services: Services, database: str) -> ServiceStores:
     try:
         stores = services.stores_of_database(database)
         stores.events.load_checkpoint("devhost-start-probe")
+        if stores.feed is not None:
+            stores.feed.feed_ranges()  # Cosmos DB: records the container's ranges on first use
     except TransientError as error:
         raise StartupError(f"the event store of database {database!r} is unreachable: "
                            f"{_first_line(error)}") from None
