@@ -27,7 +27,12 @@ from azure.core.exceptions import ServiceRequestError, ServiceResponseError
 from azure.cosmos import ContainerProxy
 from azure.cosmos.exceptions import CosmosClientTimeoutError, CosmosHttpResponseError
 
-from eventstore.adapters.cosmos.errors import raise_translated, read_or_none, translated
+from eventstore.adapters.cosmos.errors import (
+    raise_translated,
+    read_or_none,
+    retried_on_header_race,
+    translated,
+)
 from eventstore.adapters.cosmos.metering import REQUEST_METER, RequestMeter
 from eventstore.errors import TransientError
 from eventstore.ports import FeedPage, FeedRange
@@ -79,29 +84,30 @@ def read_change_feed_page(events: ContainerProxy, meter: RequestMeter, operation
     # client's shared ``last_response_headers``, which a request on another thread can overwrite
     # in between. The headers of this very response (handed to response_hook, into which the SDK
     # writes the composite token) are not shared, so they are preferred.
-    responses: list[Mapping[str, Any]] = []
-    options: dict[str, Any] = {
-        "max_item_count": max_items,
-        "raw_response_hook": meter.response_hook(operation),
-        "response_hook": lambda headers, _result: responses.append(headers),
-    }
-    if continuation is None:
-        options["start_time"] = "Beginning"
-        if feed_range is not None:
-            options["feed_range"] = dict(feed_range)
-    else:
-        # The token names its feed range itself (the SDK ignores feed_range beside it).
-        options["continuation"] = _resumable(continuation)
-    with translated(operation):
+    def fetch() -> tuple[list[dict[str, Any]], object]:
+        responses: list[Mapping[str, Any]] = []
+        options: dict[str, Any] = {
+            "max_item_count": max_items,
+            "raw_response_hook": meter.response_hook(operation),
+            "response_hook": lambda headers, _result: responses.append(headers),
+        }
+        if continuation is None:
+            options["start_time"] = "Beginning"
+            if feed_range is not None:
+                options["feed_range"] = dict(feed_range)
+        else:
+            # The token names its feed range itself (the SDK ignores feed_range beside it).
+            options["continuation"] = _resumable(continuation)
         pages = events.query_items_change_feed(**options).by_page()
-        try:
-            documents = list(next(pages))
-        except StopIteration:
-            documents = []
+        documents = list(next(pages, []))
         token = responses[-1].get("etag") if responses else None
         if not _is_change_feed_token(token):
             # by_page() is typed as a plain iterator; the object is the SDK's page iterator.
             token = getattr(pages, "continuation_token", None)
+        return documents, token
+
+    with translated(operation):
+        documents, token = retried_on_header_race(fetch)  # a read: asking again is safe
     if not documents:
         return FeedPage(documents=[], checkpoint=continuation)
     if not isinstance(token, str):

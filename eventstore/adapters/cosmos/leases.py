@@ -28,7 +28,12 @@ from azure.core.exceptions import ServiceRequestError, ServiceResponseError
 from azure.cosmos import ContainerProxy
 from azure.cosmos.exceptions import CosmosClientTimeoutError, CosmosHttpResponseError
 
-from eventstore.adapters.cosmos.errors import raise_translated, read_or_none, translated
+from eventstore.adapters.cosmos.errors import (
+    raise_translated,
+    read_or_none,
+    retried_on_header_race,
+    translated,
+)
 from eventstore.adapters.cosmos.metering import REQUEST_METER, RequestMeter
 from eventstore.errors import ConcurrencyError
 from eventstore.ports import Lease
@@ -59,8 +64,9 @@ class CosmosLeaseStore:
 
     def list_leases(self, prefix: str) -> list[Lease]:
         _checked("prefix", prefix)
-        with translated("list_leases"):
-            documents = list(self._leases.query_items(
+
+        def query() -> list[dict[str, Any]]:
+            return list(self._leases.query_items(
                 "SELECT * FROM c WHERE c.kind = @kind AND c.container = @container"
                 " AND c.prefix = @prefix",
                 parameters=[{"name": "@kind", "value": LEASE_KIND},
@@ -68,6 +74,9 @@ class CosmosLeaseStore:
                             {"name": "@prefix", "value": prefix}],
                 enable_cross_partition_query=True,
                 raw_response_hook=self._meter.response_hook("list_leases")))
+
+        with translated("list_leases"):
+            documents = retried_on_header_race(query)
         leases = [self._lease(document) for document in documents]
         return sorted(leases, key=lambda lease: lease.range_id)
 
