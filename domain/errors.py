@@ -14,6 +14,12 @@ RESOURCE_ID_PATTERN = re.compile(rf"[A-Za-z0-9][A-Za-z0-9._-]{{0,{MAX_ID_LENGTH 
 MAX_REASON_LENGTH = 500
 # Cosmos DB refuses these in a document id; an id that also names a document must avoid them.
 DOCUMENT_ID_FORBIDDEN = frozenset("/\\?#")
+# What require_id accepts, as a JSON Schema (ECMA-262) pattern for the API docs: no control
+# characters and at least one that is not white space (the length limit is separate).
+ID_PATTERN = r"^[^\u0000-\u001f\u007f]*[^\s\u0000-\u001f\u007f][^\u0000-\u001f\u007f]*$"
+# What require_document_key accepts, likewise.
+DOCUMENT_KEY_PATTERN = (r"^[^\u0000-\u001f\u007f/\\?#]*[^\s\u0000-\u001f\u007f/\\?#]"
+                        r"[^\u0000-\u001f\u007f/\\?#]*$")
 
 
 class DomainError(Exception):

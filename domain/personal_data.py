@@ -25,6 +25,12 @@ MAX_ADDRESS_LENGTH = 500
 EMAIL_PATTERN = re.compile(r"[^@\s]+@[^@\s.]+(?:\.[^@\s.]+)+")
 _LINE_BREAKS = frozenset("\n\r")
 
+# The rules below as JSON Schema (ECMA-262) patterns, for the API docs (the checks enforce them).
+_NOT_EMAIL = "@\\s\\u0000-\\u001f\\u007f"
+EMAIL_SCHEMA_PATTERN = (f"^[^{_NOT_EMAIL}]{{1,{MAX_EMAIL_LOCAL_PART_LENGTH}}}"
+                        f"@[^{_NOT_EMAIL}.]+(?:\\.[^{_NOT_EMAIL}.]+)+$")
+ADDRESS_SCHEMA_PATTERN = "^[^\\u0000-\\u0009\\u000b\\u000c\\u000e-\\u001f\\u007f]*$"
+
 
 @dataclass(frozen=True, slots=True)
 class CustomerDetails:

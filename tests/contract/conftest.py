@@ -35,13 +35,15 @@ from eventstore.ports import (
     CheckpointStore,
     DeadLetterStore,
     EventStore,
+    FeedMonitor,
     PersonalDataStore,
+    StreamCatalog,
     ViewStore,
 )
 from tests.support.cosmos_server import shared_cosmos_server
 
 
-class BackendEvents(EventStore, ChangeFeed, CheckpointStore, Protocol):
+class BackendEvents(EventStore, ChangeFeed, CheckpointStore, StreamCatalog, FeedMonitor, Protocol):
     """What the suite needs from ``backend.events``."""
 
 
