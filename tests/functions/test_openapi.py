@@ -17,8 +17,16 @@ from hypothesis import strategies as st
 from openapi_spec_validator import validate
 
 from devhost.indexing import load_app
-from domain.errors import ID_PATTERN, MAX_ID_LENGTH, InvalidCommand, require_id
+from domain.errors import (
+    DOCUMENT_KEY_PATTERN,
+    ID_PATTERN,
+    MAX_ID_LENGTH,
+    InvalidCommand,
+    require_document_key,
+    require_id,
+)
 from domain.money import ISO_4217_CURRENCIES
+from domain.personal_data import ADDRESS_SCHEMA_PATTERN, EMAIL_SCHEMA_PATTERN, customer_details
 from functions import apidocs, runtime
 from functions.openapi import ApiRoutes, Reply, openapi_document
 from tests.functions.conftest import REPO_ROOT, Harness, example_settings
@@ -88,17 +96,17 @@ def test_a_route_added_without_its_description_is_caught(monkeypatch: pytest.Mon
     app = load(monkeypatch, "orders,payments")
     undocumented = func.Blueprint()  # type: ignore[no-untyped-call]
 
-    @undocumented.function_name("customers_erase")
-    @undocumented.route(route="customers/{customerId}/personal-data", methods=["DELETE"])
-    def erase(req: func.HttpRequest) -> func.HttpResponse:
-        return func.HttpResponse(status_code=204)
+    @undocumented.function_name("customers_orders")
+    @undocumented.route(route="customers/{customerId}/orders", methods=["GET"])
+    def customers_orders(req: func.HttpRequest) -> func.HttpResponse:
+        return func.HttpResponse(status_code=200)
 
     app.register_functions(undocumented)
     phantom = ApiRoutes(func.Blueprint(), "phantom", "described, never registered")  # type: ignore[no-untyped-call]
     phantom.route("phantom_get", "GET", "phantom", summary="nothing serves this",
                   replies={200: Reply("ok")})(lambda req: func.HttpResponse())
     document = openapi_document((*apidocs._document_groups(), phantom), "http://h/api")
-    assert coverage_gaps(app, document) == ([("DELETE", "/customers/{customerId}/personal-data")],
+    assert coverage_gaps(app, document) == ([("GET", "/customers/{customerId}/orders")],
                                             [("GET", "/phantom")])
 
 
@@ -119,7 +127,8 @@ def test_the_document_is_valid_openapi_3_1_with_every_header_and_status(
     assert {"Idempotency-Key", "X-Correlation-Id"} <= request_headers("orders_create")
     assert {"Idempotency-Key", "X-Correlation-Id"} <= request_headers("orders_checkout")
     get_order = operations["orders_get"]
-    assert [p["name"] for p in get_order["parameters"] if p["in"] == "query"] == ["minVersion"]
+    assert [p["name"] for p in get_order["parameters"] if p["in"] == "query"] == [
+        "minVersion", "asOfVersion", "asOf"]
     assert set(get_order["responses"]["200"]["headers"]) == {"X-Correlation-Id", "X-View-Source"}
     for name, op in operations.items():
         # Every operation can answer problem+json, and 503 says when to retry.
@@ -204,3 +213,37 @@ def test_an_unknown_docs_file_is_a_problem_404(embedded_app: Harness) -> None:
                                route_params={"asset": "index.html"})
     assert result.status == 404
     assert result.headers["content-type"].startswith("application/problem+json")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=MAX_ID_LENGTH))
+def test_the_documented_document_key_pattern_accepts_what_the_domain_accepts(value: str) -> None:
+    try:
+        require_document_key(value, "customerId")
+        accepted = True
+    except InvalidCommand:
+        accepted = False
+    assert accepted == bool(re.fullmatch(DOCUMENT_KEY_PATTERN, value))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.emails(), st.text(max_size=80),
+                 st.builds(lambda a, b: f"{a}@{b}", st.text(max_size=70), st.text(max_size=20))))
+def test_the_documented_email_pattern_accepts_what_the_domain_accepts(value: str) -> None:
+    try:
+        customer_details("Ada", value)
+        accepted = True
+    except InvalidCommand:
+        accepted = False
+    assert accepted == (bool(re.fullmatch(EMAIL_SCHEMA_PATTERN, value)) and len(value) <= 254)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=120))
+def test_the_documented_address_pattern_accepts_what_the_domain_accepts(value: str) -> None:
+    try:
+        customer_details("Ada", "ada@example.com", value)
+        accepted = True
+    except InvalidCommand:
+        accepted = False
+    assert accepted == bool(re.fullmatch(ADDRESS_SCHEMA_PATTERN, value))
