@@ -79,7 +79,9 @@ class CustomerDetailsBody(BaseModel):
 
 
 class CreateOrderBody(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
+    # The example is what the docs page's "Try it out" sends (the details are optional).
+    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra={
+        "examples": [{"customerId": "customer-42", "currency": "EUR"}]})
     customerId: str = Field(examples=["customer-42"], json_schema_extra=ID_SCHEMA)
     currency: str = Field(examples=["EUR"], json_schema_extra=CURRENCY_SCHEMA)
     customer: CustomerDetailsBody | None = None
