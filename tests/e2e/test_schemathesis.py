@@ -20,7 +20,7 @@ from tests.e2e.localhost import LocalHost
 pytestmark = pytest.mark.e2e
 
 CONFIG = Path(__file__).with_name("schemathesis.toml")
-MAX_EXAMPLES = 30
+MAX_EXAMPLES = 50
 RUN_TIMEOUT = 300
 # A fixed seed makes a failure reproducible in CI; SCHEMATHESIS_SEED explores other runs.
 SEED = os.environ.get("SCHEMATHESIS_SEED", "20261203")

@@ -21,6 +21,7 @@ from domain.errors import (
     DOCUMENT_KEY_PATTERN,
     ID_PATTERN,
     MAX_ID_LENGTH,
+    SPACE,
     InvalidCommand,
     require_document_key,
     require_id,
@@ -247,3 +248,11 @@ def test_the_documented_address_pattern_accepts_what_the_domain_accepts(value: s
     except InvalidCommand:
         accepted = False
     assert accepted == bool(re.fullmatch(ADDRESS_SCHEMA_PATTERN, value))
+
+
+def test_the_documented_white_space_is_what_python_strips() -> None:
+    """ECMA-262's \\s differs from Python's: the patterns spell white space out instead."""
+    spelled = re.compile(f"[{SPACE}]")
+    every = [chr(c) for c in range(sys.maxunicode + 1) if not 0xD800 <= c <= 0xDFFF]
+    assert [c for c in every if bool(spelled.fullmatch(c)) != c.isspace()] == []
+    assert [c for c in every if bool(re.fullmatch(r"\s", c)) != c.isspace()] == []
