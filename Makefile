@@ -5,8 +5,12 @@ BIN    := $(VENV)/bin
 PORT   ?= 7071
 BACKEND ?= embedded
 PYTEST_ARGS ?=
+# The docs page test drives Debian's Chromium through Debian's chromedriver.
+CHROMIUM ?= /usr/bin/chromium
+CHROMEDRIVER ?= /usr/bin/chromedriver
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test lint typecheck pytest reset bench soak checkov clean help
+.PHONY: run test lint typecheck pytest reset bench soak checkov clean help browser
 
 help:
 	@echo "make run      start the local host on http://127.0.0.1:$(PORT)/api (BACKEND=embedded|azure)"
@@ -27,6 +31,14 @@ $(VENV)/.dev-installed: requirements.txt requirements-local.txt requirements-dev
 	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
 	@touch $@ $(VENV)/.local-installed
 
+# Installed once, when missing (a browser build of a test tool's own cannot be downloaded here).
+browser:
+	@if [ ! -x $(CHROMIUM) ] || [ ! -x $(CHROMEDRIVER) ]; then \
+		echo "installing Debian's chromium and chromium-driver for the docs page test"; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+			$(SUDO) apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	fi
+
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
@@ -43,7 +55,7 @@ lint: $(VENV)/.dev-installed
 typecheck: $(VENV)/.dev-installed
 	$(BIN)/mypy .
 
-pytest: $(VENV)/.dev-installed node_modules/.installed
+pytest: $(VENV)/.dev-installed node_modules/.installed browser
 	$(BIN)/python -m pytest --cov=domain --cov-branch --cov-report=term-missing:skip-covered \
 		--cov-fail-under=100 $(PYTEST_ARGS)
 
@@ -61,4 +73,4 @@ soak: $(VENV)/.dev-installed
 	$(BIN)/python -m tests.soak --orders $(ORDERS) --seed $(SEED)
 
 clean:
-	rm -rf .data $(VENV) .venv-checkov node_modules .pytest_cache .mypy_cache .ruff_cache
+	rm -rf .data $(VENV) .venv-checkov node_modules .pytest_cache .mypy_cache .ruff_cache test-output

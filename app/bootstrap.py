@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -26,6 +26,7 @@ from app.adapters.entra_auth import (
 )
 from app.adapters.payments_http import HttpPaymentsGateway
 from app.integration import IntegrationEvents
+from app.operations import MessageHandler, ServiceOperations
 from app.orders import ORDERS_PROJECTOR, ORDERS_PUBLISHER, OrdersService
 from app.payments import PAYMENTS_PROJECTOR, PAYMENTS_PUBLISHER, PaymentsService
 from app.ports import Acquirer, PaymentsGateway
@@ -36,6 +37,7 @@ from domain import orders, payments
 from eventstore.commands import CommandProcessor
 from eventstore.ports import (
     CostMeter,
+    DeadLetterQueues,
     DeadLetterStore,
     FeedStore,
     LeaseStore,
@@ -85,6 +87,10 @@ class Backend(Protocol):
         Bus-triggered functions itself (one per worker thread)."""
         ...
 
+    def dead_letter_queues(self) -> DeadLetterQueues:
+        """The broker's dead-letter sub-queues (the operator CLI's)."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -129,6 +135,11 @@ class AzureBackend:
         from eventstore.adapters.servicebus.receiver import ServiceBusInbox
 
         return ServiceBusInbox(self._servicebus, entity_path, max_lock_renewal)
+
+    def dead_letter_queues(self) -> DeadLetterQueues:
+        from eventstore.adapters.servicebus.deadletters import ServiceBusDeadLetterQueues
+
+        return ServiceBusDeadLetterQueues(self._servicebus)
 
     def close(self) -> None:
         from eventstore.adapters.cosmos import close_cached_clients
@@ -197,6 +208,11 @@ class EmbeddedBackend:
     def inbox(self, entity_path: str, max_lock_renewal: float) -> Any:
         return self.bus  # thread-safe: every worker shares it
 
+    def dead_letter_queues(self) -> DeadLetterQueues:
+        from eventstore.embedded.bus import EmbeddedDeadLetterQueues
+
+        return EmbeddedDeadLetterQueues(self.bus)
+
     def close(self) -> None:
         with self._lock:
             closers, self._closers = self._closers, []
@@ -226,6 +242,8 @@ class Services:
         self._orders: OrdersService | None = None
         self._payments: PaymentsService | None = None
         self._callers = payments_api_callers
+        self._projectors: dict[ServiceName, Projector[Any]] = {}
+        self._publishers: dict[ServiceName, Publisher] = {}
 
     @property
     def payments_api_callers(self) -> EntraTokenValidator | None:
@@ -259,10 +277,57 @@ class Services:
                 self._payments = self._build_payments()
             return self._payments
 
+    def operations(self, service: ServiceName) -> ServiceOperations:
+        """The operator's view of one service (app.operations)."""
+        stores = self.stores(service)
+        if service == "orders":
+            # Service Bus' path of a subscription (the embedded bus uses the same).
+            entity = (f"{self.settings.orders.payments_topic}/Subscriptions/"
+                      f"{self.settings.orders.payments_subscription}")
+            handle: MessageHandler = self.orders.record_payment_outcome
+        else:
+            entity = self.settings.payments.authorizations_queue
+            handle = self.payments.process_authorization
+        return ServiceOperations(service, stores.events, stores.views, stores.dead_letters,
+                                 self.projector(service), self.publisher(service),
+                                 self.backend.dead_letter_queues(), entity, handle)
+
+    def projector(self, service: ServiceName) -> Projector[Any]:
+        with self._lock:
+            if service not in self._projectors:
+                stores = self.stores(service)
+                view, consumer = (ORDER_VIEW, ORDERS_PROJECTOR) if service == "orders" else \
+                    (PAYMENT_VIEW, PAYMENTS_PROJECTOR)
+                self._projectors[service] = Projector(view, stores.views, stores.dead_letters,
+                                                      consumer)
+            return self._projectors[service]
+
+    def publisher(self, service: ServiceName) -> Publisher:
+        with self._lock:
+            if service not in self._publishers:
+                stores = self.stores(service)
+                if service == "orders":
+                    mapper: Any = IntegrationEvents(
+                        order_publications, orders.order_codec, stores.events,
+                        {Channel.ORDERS_TOPIC: self.settings.orders.orders_topic})
+                    consumer = ORDERS_PUBLISHER
+                else:
+                    config = self.settings.payments
+                    mapper = IntegrationEvents(
+                        payment_publications, payments.payment_codec, stores.events,
+                        {Channel.PAYMENTS_TOPIC: config.payments_topic,
+                         Channel.AUTHORIZATIONS_QUEUE: config.authorizations_queue})
+                    consumer = PAYMENTS_PUBLISHER
+                self._publishers[service] = Publisher(mapper, self.backend.publisher(),
+                                                      stores.dead_letters, consumer)
+            return self._publishers[service]
+
     def close(self) -> None:
         with self._lock:
             gateway = self._payments_gateway if self._orders is not None else None
             self._orders = self._payments = None
+            self._projectors.clear()
+            self._publishers.clear()
             self._stores.clear()
         if gateway is not None:
             gateway.close()
@@ -276,15 +341,11 @@ class Services:
         if self._payments_gateway is None:
             self._payments_gateway = HttpPaymentsGateway(config.payments_api_base_url,
                                                          payments_api_tokens(self.settings))
-        mapper = IntegrationEvents(order_publications, orders.order_codec, stores.events,
-                                   {Channel.ORDERS_TOPIC: config.orders_topic})
         return OrdersService(
             processor, stores.events, stores.dead_letters,
             ViewReader(ORDER_VIEW, stores.views, stores.events, processor.cached_version,
                        "order"),
-            Projector(ORDER_VIEW, stores.views, stores.dead_letters, ORDERS_PROJECTOR),
-            Publisher(mapper, self.backend.publisher(), stores.dead_letters, ORDERS_PUBLISHER),
-            self._payments_gateway,
+            self.projector("orders"), self.publisher("orders"), self._payments_gateway,
             self.backend.personal_data(config.database, config.personal_data_container),
         )
 
@@ -294,18 +355,13 @@ class Services:
         processor = CommandProcessor(stores.events, payments.PAYMENT_STREAM,
                                      payments.payment_decider, payments.payment_codec,
                                      meter=stores.meter)
-        mapper = IntegrationEvents(payment_publications, payments.payment_codec, stores.events,
-                                   {Channel.PAYMENTS_TOPIC: config.payments_topic,
-                                    Channel.AUTHORIZATIONS_QUEUE: config.authorizations_queue})
         acquirer = self._acquirer or SimulatedAcquirer(config.acquirer_delay_ms,
                                                        config.decline_above)
         return PaymentsService(
             processor, stores.events, stores.dead_letters,
             ViewReader(PAYMENT_VIEW, stores.views, stores.events, processor.cached_version,
                        "payment"),
-            Projector(PAYMENT_VIEW, stores.views, stores.dead_letters, PAYMENTS_PROJECTOR),
-            Publisher(mapper, self.backend.publisher(), stores.dead_letters, PAYMENTS_PUBLISHER),
-            acquirer,
+            self.projector("payments"), self.publisher("payments"), acquirer,
         )
 
 
@@ -339,6 +395,16 @@ def payments_api_validator(settings: Settings, source: JwksSource | None = None
                                           source)
 
 
-def settings_from_environment() -> Settings:
-    """The app settings of this process (as the Functions host exports them)."""
-    return Settings.from_environ(os.environ)
+def configure_telemetry(settings: Settings) -> bool:
+    """Install the trace exporters the settings name (once per process; see app.telemetry)."""
+    from app.telemetry import configure_tracing
+
+    return configure_tracing(settings.telemetry, ",".join(settings.services))
+
+
+def settings_from_environment(overrides: Mapping[str, str] | None = None,
+                              defaults: Mapping[str, str] | None = None) -> Settings:
+    """The app settings of this process (as the Functions host exports them). A tool may give
+    ``defaults`` (a settings file's values, for what the environment does not set, as Core
+    Tools loads local.settings.json) and ``overrides`` (its command-line options)."""
+    return Settings.from_environ({**(defaults or {}), **os.environ, **(overrides or {})})

@@ -22,6 +22,7 @@ from contracts.messages import (
 from domain.codec import EventCodec
 from eventstore.commit import Commit, EventRecord, message_id
 from eventstore.ports import EventStore, OutboundMessage
+from eventstore.tracing import message_properties
 
 E = TypeVar("E")
 Origin = TypeVar("Origin")
@@ -88,5 +89,8 @@ class IntegrationEvents(Generic[E, Origin]):
             application_properties={
                 CONTRACT_VERSION_PROPERTY: message.version,
                 CAUSATION_ID_PROPERTY: record.event_id,
+                # The publisher makes each commit's messages in a span of the commit's trace:
+                # the consuming function continues it.
+                **message_properties(),
             },
         )

@@ -9,6 +9,7 @@ its name, not at the first request. An empty value counts as unset, as in the Fu
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar, Literal, TypeVar, get_args
@@ -156,6 +157,39 @@ class HostSettings(_Group):
         return value.lower() if isinstance(value, str) else value
 
 
+class TelemetrySettings(_Group):
+    """Where traces go: Application Insights when its connection string is set (Azure), else the
+    console when OTEL_TRACES_EXPORTER=console (local), else nowhere."""
+
+    applicationinsights_connection_string: str = Field(
+        "", alias="APPLICATIONINSIGHTS_CONNECTION_STRING", repr=False)
+    # "ClientId=<id>;Authorization=AAD": the identity that may send (local auth is disabled).
+    applicationinsights_authentication_string: str = Field(
+        "", alias="APPLICATIONINSIGHTS_AUTHENTICATION_STRING")
+    traces_exporter: Literal["none", "console"] = Field("none", alias="OTEL_TRACES_EXPORTER")
+
+    @field_validator("applicationinsights_authentication_string")
+    @classmethod
+    def _is_aad(cls, value: str) -> str:
+        if value and "authorization=aad" not in value.lower().replace(" ", ""):
+            raise ValueError("must be 'ClientId=<client id>;Authorization=AAD' (or unset)")
+        return value
+
+    @field_validator("traces_exporter", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @property
+    def applicationinsights_client_id(self) -> str | None:
+        """The managed identity's client id of the authentication string, if it names one."""
+        for part in self.applicationinsights_authentication_string.split(";"):
+            name, _, value = part.partition("=")
+            if name.strip().lower() == "clientid" and value.strip():
+                return value.strip()
+        return None
+
+
 class Settings(BaseModel):
     """Every setting the app reads, typed. Build it with ``from_environ``."""
 
@@ -166,12 +200,14 @@ class Settings(BaseModel):
     orders: OrdersSettings
     payments: PaymentsSettings
     auth: ServiceAuthSettings
+    telemetry: TelemetrySettings = Field(
+        default_factory=lambda: TelemetrySettings.model_validate({}))
     cosmos: CosmosConnection | None = None  # None on the embedded backend
     servicebus: ServiceBusConnection | None = None
 
     LOCAL_ONLY: ClassVar[frozenset[str]] = frozenset({
         "EMBEDDED_DATA_DIR", "EMBEDDED_FEED_RANGES", "EMBEDDED_BUS_LOCK_SECONDS",
-        SETTING_ACCEPT_EMULATOR_CERT})
+        SETTING_ACCEPT_EMULATOR_CERT, "OTEL_TRACES_EXPORTER"})
 
     @property
     def services(self) -> tuple[ServiceName, ...]:
@@ -211,7 +247,8 @@ class Settings(BaseModel):
             except (CosmosConfigurationError, ServiceBusConfigurationError) as error:
                 raise SettingsError(str(error)) from None
         return cls(host=host, containers=_parse(Containers, values), orders=orders,
-                   payments=_parse(PaymentsSettings, values), auth=auth, cosmos=cosmos,
+                   payments=_parse(PaymentsSettings, values), auth=auth,
+                   telemetry=_parse(TelemetrySettings, values), cosmos=cosmos,
                    servicebus=servicebus)
 
 
@@ -230,11 +267,23 @@ def _parse(group: type[_G], values: Mapping[str, str]) -> _G:
         ) from None
 
 
+def settings_file_values(path: Path) -> dict[str, str]:
+    """The ``Values`` of a local.settings.json-style file (SettingsError when unreadable)."""
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise SettingsError(f"cannot read the settings file {path}: {error}") from None
+    values = document.get("Values") if isinstance(document, dict) else None
+    if not isinstance(values, dict):
+        raise SettingsError(f"{path} has no 'Values' object")
+    return {str(k): str(v) for k, v in values.items()}
+
+
 def settings_read_by(service: ServiceName) -> frozenset[str]:
     """The names a service's functions read when they run in Azure (the settings contract)."""
     group = OrdersSettings if service == "orders" else PaymentsSettings
     auth = ServiceAuthSettings.CALLER if service == "orders" else ServiceAuthSettings.VALIDATOR
-    common = HostSettings.names() - Settings.LOCAL_ONLY
+    common = (HostSettings.names() | TelemetrySettings.names()) - Settings.LOCAL_ONLY
     return common | Containers.names() | group.names() | auth | CONNECTIONS
 
 

@@ -40,6 +40,7 @@ from eventstore.embedded.store import SqliteEventStore
 from eventstore.errors import TransientError
 from eventstore.ports import (
     DeadLetter,
+    DeadLetterQueues,
     DeadLetterStore,
     FeedPage,
     FeedRange,
@@ -48,7 +49,9 @@ from eventstore.ports import (
     MessagePublisher,
     OutboundMessage,
     PersonalDataStore,
+    RangeLag,
     StoredView,
+    StreamInfo,
     ViewStore,
 )
 
@@ -209,6 +212,13 @@ class ChaosEventStore:
     def wait_for_commits(self, checkpoint: str | None, timeout: float) -> bool:
         return self._inner.wait_for_commits(checkpoint, timeout)
 
+    # The operator's reads (the ops CLI): not faulted.
+    def list_streams(self, after: str | None = None, limit: int = 100) -> list[StreamInfo]:
+        return self._inner.list_streams(after, limit)
+
+    def consumer_lag(self, consumer: str) -> list[RangeLag]:
+        return self._inner.consumer_lag(consumer)
+
 
 class ChaosLeaseStore:
     def __init__(self, inner: LeaseStore, chaos: Chaos) -> None:
@@ -256,6 +266,13 @@ class ChaosDeadLetterStore:
 
     def list_letters(self, limit: int = 100) -> list[DeadLetter]:
         return self._inner.list_letters(limit)
+
+    def get_letter(self, letter_id: str) -> DeadLetter | None:
+        return self._inner.get_letter(letter_id)
+
+    def remove(self, letter_id: str) -> bool:
+        return self._chaos.write("deadletter.write", letter_id,
+                                 lambda: self._inner.remove(letter_id))
 
 
 # -- messaging -----------------------------------------------------------------------------------
@@ -354,6 +371,9 @@ class ChaosBackend:
 
     def inbox(self, entity_path: str, max_lock_renewal: float) -> ChaosBus:
         return self.bus  # the embedded bus is shared by every worker
+
+    def dead_letter_queues(self) -> DeadLetterQueues:
+        return self.inner.dead_letter_queues()  # the operator's: not faulted
 
     def close(self) -> None:
         self.inner.close()

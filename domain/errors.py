@@ -14,6 +14,17 @@ RESOURCE_ID_PATTERN = re.compile(rf"[A-Za-z0-9][A-Za-z0-9._-]{{0,{MAX_ID_LENGTH 
 MAX_REASON_LENGTH = 500
 # Cosmos DB refuses these in a document id; an id that also names a document must avoid them.
 DOCUMENT_ID_FORBIDDEN = frozenset("/\\?#")
+# What require_id accepts, as a JSON Schema (ECMA-262) pattern for the API docs: no control
+# characters and at least one that is not white space (the length limit is separate). White
+# space is spelled out as str.isspace() knows it: ECMA's \s is another set (it has U+FEFF and
+# lacks U+0085), so the pattern means the same in both.
+SPACE = (r"\u0009-\u000d\u001c-\u0020\u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f"
+         r"\u205f\u3000")
+_CONTROL = r"\u0000-\u001f\u007f"
+ID_PATTERN = f"^[^{_CONTROL}]*[^{SPACE}{_CONTROL}][^{_CONTROL}]*$"
+# What require_document_key accepts, likewise.
+_KEY = _CONTROL + r"/\\?#"
+DOCUMENT_KEY_PATTERN = f"^[^{_KEY}]*[^{SPACE}{_KEY}][^{_KEY}]*$"
 
 
 class DomainError(Exception):

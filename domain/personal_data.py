@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from domain.errors import InvalidCommand
+from domain.errors import SPACE, InvalidCommand
 
 MAX_NAME_LENGTH = 200
 MAX_EMAIL_LENGTH = 254  # the longest address SMTP can deliver to (RFC 5321)
@@ -24,6 +24,12 @@ MAX_ADDRESS_LENGTH = 500
 # whether an address exists only a mail to it can tell.
 EMAIL_PATTERN = re.compile(r"[^@\s]+@[^@\s.]+(?:\.[^@\s.]+)+")
 _LINE_BREAKS = frozenset("\n\r")
+
+# The rules below as JSON Schema (ECMA-262) patterns, for the API docs (the checks enforce them).
+_NOT_EMAIL = f"@{SPACE}\\u0000-\\u001f\\u007f"
+EMAIL_SCHEMA_PATTERN = (f"^[^{_NOT_EMAIL}]{{1,{MAX_EMAIL_LOCAL_PART_LENGTH}}}"
+                        f"@[^{_NOT_EMAIL}.]+(?:\\.[^{_NOT_EMAIL}.]+)+$")
+ADDRESS_SCHEMA_PATTERN = "^[^\\u0000-\\u0009\\u000b\\u000c\\u000e-\\u001f\\u007f]*$"
 
 
 @dataclass(frozen=True, slots=True)

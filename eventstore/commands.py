@@ -28,6 +28,7 @@ from eventstore.clock import new_id, utc_now_iso
 from eventstore.commit import Commit, EventRecord
 from eventstore.errors import ConcurrencyError, IdempotencyKeyReused
 from eventstore.ports import CostMeter, EventStore
+from eventstore.tracing import SpanKind, current_context, span
 
 C = TypeVar("C")
 E = TypeVar("E")
@@ -155,6 +156,14 @@ class CommandProcessor(Generic[C, E, S]):
     def execute(self, aggregate_id: str, command: C, context: CommandContext
                 ) -> CommandResult[S, E]:
         stream_id = self._category.stream_id(aggregate_id)
+        with span(f"{type(command).__name__} {self._category.name}",
+                  attributes={"es.stream_id": stream_id}) as traced:
+            result = self._metered(stream_id, command, context)
+            traced.set_attribute("es.version", result.version)
+            return result
+
+    def _metered(self, stream_id: str, command: C, context: CommandContext
+                 ) -> CommandResult[S, E]:
         if self._meter is None:
             return self._execute(stream_id, command, context)
         with self._meter.measure() as cost:
@@ -215,9 +224,8 @@ class CommandProcessor(Generic[C, E, S]):
                     continue
                 if not events:
                     return CommandResult(entry.state, entry.version, ())
-                commit = self._commit(stream_id, entry.version, events, context, asked)
                 try:
-                    self._store.append(commit)
+                    commit = self._append(stream_id, entry.version, events, context, asked)
                 except ConcurrencyError:
                     attempts += 1
                     if attempts >= self._max_attempts:
@@ -236,6 +244,17 @@ class CommandProcessor(Generic[C, E, S]):
                 entry = entry.advanced(self._decider.fold(events, entry.state), [commit])
                 self._remember(stream_id, entry)
                 return CommandResult(entry.state, commit.version, tuple(events))
+
+    def _append(self, stream_id: str, version: int, events: list[E], context: CommandContext,
+                asked: str) -> Commit:
+        """One commit, written in a span whose context the commit carries: the change-feed
+        consumers continue the trace from it."""
+        with span(f"commit {self._category.name}", kind=SpanKind.CLIENT,
+                  attributes={"es.stream_id": stream_id, "es.first_version": version + 1,
+                              "es.events": len(events)}):
+            commit = self._commit(stream_id, version, events, context, asked)
+            self._store.append(commit)
+            return commit
 
     def _commit(self, stream_id: str, version: int, events: list[E], context: CommandContext,
                 asked: str) -> Commit:
@@ -259,6 +278,7 @@ class CommandProcessor(Generic[C, E, S]):
             causation_id=context.causation_id,
             committed_at=now,
             fingerprint=asked,
+            trace_context=current_context() or None,
         )
 
     def _catch_up(self, stream_id: str, entry: _Entry[S] | None) -> _Entry[S]:

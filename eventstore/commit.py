@@ -82,6 +82,9 @@ class Commit:
     causation_id: str  # the command's idempotency key, message id, or a new id
     committed_at: str
     fingerprint: str = ""  # what the command asked (see eventstore.commands.fingerprint)
+    # W3C trace context of the command (traceparent, tracestate), so the change-feed consumers
+    # continue its trace; optional: documents without it read as before.
+    trace_context: Mapping[str, str] | None = None
 
     def __post_init__(self) -> None:
         if not self.stream_id or not self.stream_type:
@@ -116,6 +119,7 @@ class Commit:
             "causationId": self.causation_id,
             "committedAt": self.committed_at,
             **({"fingerprint": self.fingerprint} if self.fingerprint else {}),
+            **({"traceContext": dict(self.trace_context)} if self.trace_context else {}),
         }
 
     @classmethod
@@ -129,4 +133,14 @@ class Commit:
             causation_id=str(doc["causationId"]),
             committed_at=str(doc["committedAt"]),
             fingerprint=str(doc.get("fingerprint") or ""),
+            trace_context=_trace_context(doc.get("traceContext")),
         )
+
+
+def _trace_context(value: Any) -> dict[str, str] | None:
+    """The stored trace context, if it is one; anything else is ignored, never a reason to
+    refuse the commit (tracing is not data)."""
+    if not isinstance(value, Mapping):
+        return None
+    kept = {k: v for k, v in value.items() if isinstance(k, str) and isinstance(v, str)}
+    return kept or None

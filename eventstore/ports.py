@@ -6,7 +6,7 @@ one contract test suite runs against each of them.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -27,6 +27,40 @@ class EventStore(Protocol):
 
     def read_stream(self, stream_id: str, after_version: int = 0) -> list[Commit]:
         """The stream's commits whose last version is > after_version, in version order."""
+        ...
+
+
+@dataclass(frozen=True)
+class StreamInfo:
+    """One stream, as an operator lists them."""
+
+    stream_id: str
+    version: int  # its latest event's version
+    commits: int
+
+
+class StreamCatalog(Protocol):
+    def list_streams(self, after: str | None = None, limit: int = 100) -> list[StreamInfo]:
+        """Up to ``limit`` streams in stream-id order, those after ``after`` (exclusive): page
+        through all of them by passing the last id of a page as the next ``after``."""
+        ...
+
+
+@dataclass(frozen=True)
+class RangeLag:
+    """How far a consumer is behind in one feed range of the change feed."""
+
+    feed_range: str  # the range id (as its lease names it)
+    checkpoint: str | None  # the consumer's position in this range (None: never read)
+    commits_behind: int
+    events_behind: int
+    owner: str | None = None  # the instance that holds the range's lease, if any
+
+
+class FeedMonitor(Protocol):
+    def consumer_lag(self, consumer: str) -> list[RangeLag]:
+        """For each feed range: the consumer's checkpoint and how many commits (and events)
+        after it it has yet to read."""
         ...
 
 
@@ -188,6 +222,47 @@ class DeadLetterStore(Protocol):
 
     def list_letters(self, limit: int = 100) -> list[DeadLetter]: ...
 
+    def get_letter(self, letter_id: str) -> DeadLetter | None: ...
+
+    def remove(self, letter_id: str) -> bool:
+        """Delete the letter (after a successful replay, or to discard it); False when there
+        was none."""
+        ...
+
+
+@dataclass(frozen=True)
+class QueuedDeadLetter:
+    """A message in a broker entity's dead-letter sub-queue (the broker's own dead letters)."""
+
+    entity_path: str  # the queue or subscription it was dead-lettered from
+    sequence_number: int
+    message_id: str
+    subject: str
+    body: bytes
+    correlation_id: str
+    application_properties: Mapping[str, str | int]
+    delivery_count: int
+    reason: str | None
+    description: str | None
+
+
+class DeadLetterQueues(Protocol):
+    """The dead-letter sub-queues of the entities a service consumes (operator use)."""
+
+    def peek_dead_letters(self, entity_path: str, max_messages: int = 100
+                          ) -> list[QueuedDeadLetter]:
+        """The oldest messages of the entity's dead-letter queue; none is removed."""
+        ...
+
+    def settle_dead_letter(self, entity_path: str, sequence_number: int,
+                           handle: Callable[[QueuedDeadLetter], None]) -> bool:
+        """Lock the dead-lettered message with this sequence number and call ``handle``: when
+        it returns the message is removed, when it raises the message stays (the error
+        propagates). False when there is no such message."""
+        ...
+
+    def close(self) -> None: ...
+
 
 @dataclass(frozen=True)
 class OutboundMessage:
@@ -254,7 +329,7 @@ class PersonalDataStore(Protocol):
         ...
 
 
-class FeedStore(EventStore, ChangeFeed, CheckpointStore, Protocol):
+class FeedStore(EventStore, ChangeFeed, CheckpointStore, StreamCatalog, FeedMonitor, Protocol):
     """An event store that also serves its change feed and keeps feed checkpoints."""
 
 

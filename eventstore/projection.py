@@ -17,6 +17,7 @@ from eventstore.commit import Commit, EventRecord, JsonDict
 from eventstore.errors import ConcurrencyError
 from eventstore.poison import park, raise_if_transient
 from eventstore.ports import DeadLetterStore, ViewStore
+from eventstore.tracing import SpanKind, span
 
 E = TypeVar("E")
 
@@ -66,12 +67,16 @@ class Projector(Generic[E]):
         self._max_conflicts = max_conflicts
 
     def handle(self, commits: Iterable[Commit]) -> None:
+        batch = list(commits)
         by_stream: dict[str, list[Commit]] = {}
-        for commit in commits:
+        for commit in batch:
             if commit.stream_type == self._definition.category.name:
                 by_stream.setdefault(commit.stream_id, []).append(commit)
-        for stream_id, stream_commits in by_stream.items():
-            self._project_stream(stream_id, sorted(stream_commits, key=lambda c: c.version))
+        with span(f"{self._consumer} batch", kind=SpanKind.CONSUMER,
+                  links=[c.trace_context or {} for c in batch],
+                  attributes={"es.consumer": self._consumer, "es.commits": len(batch)}):
+            for stream_id, stream_commits in by_stream.items():
+                self._project_stream(stream_id, sorted(stream_commits, key=lambda c: c.version))
 
     def _project_stream(self, stream_id: str, commits: list[Commit]) -> None:
         view_id = self._definition.view_id(stream_id)
@@ -92,6 +97,36 @@ class Projector(Generic[E]):
             except ConcurrencyError:
                 continue  # another projector instance wrote it first: re-read and re-apply
         raise ConcurrencyError(f"view {view_id} kept changing; giving up for this batch")
+
+    def rebuild_stream(self, stream_id: str, read_commits: Callable[[], list[Commit]]) -> int:
+        """Recompute the stream's view from nothing, whatever the stored view says (a projection
+        rebuild, a replayed dead letter). Safe beside the live projector: the stored view is
+        read before the stream, and its ETag guards the write, so a concurrent update makes this
+        read both again. Poison is parked as by ``handle``. Returns the version projected."""
+        view_id = self._definition.view_id(stream_id)
+        for _ in range(self._max_conflicts):
+            stored = self._views.get(view_id)
+            commits = sorted((c for c in read_commits()
+                              if c.stream_type == self._definition.category.name),
+                             key=lambda c: c.version)
+            rebuilt = self._apply_all(stream_id, None, commits)
+            if rebuilt is None:
+                return 0
+            try:
+                self._views.put(view_id, {**rebuilt, PROJECTOR_FIELD: self._consumer},
+                                stored.etag if stored else None)
+                return int(rebuilt["version"])
+            except ConcurrencyError:
+                continue  # the live projector wrote meanwhile: read both again
+        raise ConcurrencyError(f"view {view_id} kept changing; rebuild it again later")
+
+    @property
+    def consumer(self) -> str:
+        return self._consumer
+
+    @property
+    def definition(self) -> ViewDefinition[E]:
+        return self._definition
 
     def _apply_all(
         self, stream_id: str, view: JsonDict | None, commits: list[Commit]

@@ -6,16 +6,18 @@ and even then the response carries no stack trace.
 
 from __future__ import annotations
 
+import decimal
 import functools
 import json
 import logging
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast, get_args
 
 import azure.functions as func
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, RootModel, ValidationError
+from pydantic.config import JsonDict
 
 from app.adapters.entra_auth import EntraAuthError, EntraTokenValidator
 from app.ports import PaymentRefused, PaymentsMisconfigured
@@ -24,8 +26,12 @@ from contracts.headers import (
     CORRELATION_HEADER,
     IDEMPOTENCY_HEADER,
     RETRY_AFTER_HEADER,
+    VIEW_SOURCE_HEADER,
 )
 from domain.errors import (
+    ID_PATTERN,
+    MAX_ID_LENGTH,
+    RESOURCE_ID_PATTERN,
     AlreadyExists,
     CartChanged,
     CartItemNotFound,
@@ -36,10 +42,12 @@ from domain.errors import (
     StreamNotFound,
     require_resource_id,
 )
+from domain.money import ISO_4217_CURRENCIES
 from eventstore.clock import new_id
 from eventstore.commands import CommandContext
 from eventstore.errors import ConcurrencyError, IdempotencyKeyReused, NotFound, TransientError
-from eventstore.reads import PointInTime
+from eventstore.reads import PointInTime, ViewSource
+from eventstore.tracing import SpanKind, mark_failed, span
 
 log = logging.getLogger(__name__)
 
@@ -59,10 +67,81 @@ class ApiError(Exception):
         self.headers = dict(headers or {})
 
 
+class FieldProblem(BaseModel):
+    field: str = Field(description="the body field, header or parameter that is wrong")
+    message: str
+
+
+class Problem(BaseModel):
+    """An RFC 9457 problem document: every error response of both APIs."""
+
+    model_config = ConfigDict(title="Problem")
+    type: str = Field(examples=["https://httpstatuses.io/400"])
+    title: str = Field(examples=["Invalid request body"])
+    status: int = Field(ge=400, le=599)
+    detail: str = Field(examples=["invalid field(s): quantity"])
+    errors: list[FieldProblem] | None = Field(
+        default=None, description="one entry per wrong field, when the problem is about fields")
+
+
+# JSON Schemas of the values the domain checks, from its constants (it enforces them).
+RESOURCE_ID_SCHEMA: JsonDict = {"type": "string", "pattern": f"^{RESOURCE_ID_PATTERN.pattern}$"}
+ID_SCHEMA: JsonDict = {"type": "string", "minLength": 1, "maxLength": MAX_ID_LENGTH,
+                       "pattern": ID_PATTERN}
+CURRENCY_SCHEMA: JsonDict = {"description": "ISO-4217 code",
+                             "enum": cast(list[JsonValue], sorted(ISO_4217_CURRENCIES))}
+
+
+class StreamVersion(BaseModel):
+    version: int = Field(description="the stream version after the command")
+
+
+class StoredEvent(BaseModel):
+    """One event of a stream, with its commit's metadata (``GET .../events``)."""
+
+    version: int
+    eventId: str
+    type: str
+    schemaVersion: int
+    occurredAt: str
+    data: dict[str, Any]
+    streamId: str
+    correlationId: str
+    causationId: str
+
+
+class EventList(RootModel[list[StoredEvent]]):
+    pass
+
+
+# What each problem status means, for the OpenAPI document (functions/openapi.py).
+PROBLEM_STATUSES: dict[int, str] = {
+    400: "The body, a header or a query parameter is malformed or has an invalid value",
+    401: "No valid bearer token (Azure only: the caller must be an allowed identity)",
+    403: "The token is valid but not of an allowed caller",
+    404: "No such resource (a malformed id can never exist, so it is 404 as well)",
+    409: "The resource's current state refuses the request",
+    413: f"The body is larger than {MAX_BODY_BYTES} bytes",
+    422: "The Idempotency-Key was already used for a different request",
+    500: "A bug: the response carries no stack trace",
+    502: "A service this one depends on answered in a way that means it is misconfigured",
+    503: "A backend is temporarily unavailable: retry after Retry-After seconds",
+}
+
+
+def _encode(body: Any) -> str:
+    """The one JSON encoding of every response body."""
+    if isinstance(body, BaseModel):
+        body = body.model_dump(mode="json", exclude_unset=True)
+    return json.dumps(body, separators=(",", ":"))
+
+
 def json_response(body: Any, status: int = 200, headers: Mapping[str, str] | None = None
                   ) -> func.HttpResponse:
-    return func.HttpResponse(json.dumps(body, separators=(",", ":")), status_code=status,
-                             mimetype="application/json", headers=dict(headers or {}))
+    """A JSON response; a pydantic body is dumped without the optional fields it was not given
+    (a view without ``cancelReason`` has no such key, rather than ``null``)."""
+    return func.HttpResponse(_encode(body), status_code=status, mimetype="application/json",
+                             headers=dict(headers or {}))
 
 
 def no_content() -> func.HttpResponse:
@@ -71,16 +150,21 @@ def no_content() -> func.HttpResponse:
 
 def problem(status: int, title: str, detail: str, errors: list[dict[str, str]] | None = None,
             headers: Mapping[str, str] | None = None) -> func.HttpResponse:
-    body: dict[str, Any] = {
-        "type": f"https://httpstatuses.io/{status}",
-        "title": title,
-        "status": status,
-        "detail": detail,
-    }
+    body = Problem(type=f"https://httpstatuses.io/{status}", title=title, status=status,
+                   detail=detail)
     if errors:
-        body["errors"] = errors
-    return func.HttpResponse(json.dumps(body), status_code=status, mimetype=PROBLEM_JSON,
+        body.errors = [FieldProblem(**error) for error in errors]  # marks the field as set
+    return func.HttpResponse(_encode(body), status_code=status, mimetype=PROBLEM_JSON,
                              headers=dict(headers or {}))
+
+
+def _json_number(text: str) -> int | float:
+    """JSON has one number type: 2.0 is the integer 2 (as JSON Schema says), 2.5 is not. Past 19
+    digits it stays a float (out of every range anyway), so 1e999999999 costs no huge int."""
+    value = decimal.Decimal(text)
+    if value.is_finite() and value.adjusted() < 19 and value == value.to_integral_value():
+        return int(value)
+    return float(text)
 
 
 def read_json(req: func.HttpRequest, model: type[M], *, optional: bool = False) -> M:
@@ -93,7 +177,7 @@ def read_json(req: func.HttpRequest, model: type[M], *, optional: bool = False) 
             return model()
         raise ApiError(400, "Invalid request body", "a JSON object body is required")
     try:
-        payload = json.loads(body)
+        payload = json.loads(body, parse_float=_json_number)
     except (ValueError, RecursionError) as error:
         # ValueError covers bad UTF-8, bad syntax and over-long integers; RecursionError, nesting
         # deeper than the parser allows. All are the client's mistake.
@@ -135,13 +219,36 @@ def require_caller(req: func.HttpRequest, callers: EntraTokenValidator | None) -
                        headers=error.headers) from None
 
 
+MAX_VERSION_DIGITS = 18
+MIN_VERSION_PARAMETER: dict[str, Any] = {
+    "name": "minVersion", "in": "query", "required": False,
+    "description": "Read your own writes: the version a command returned. When the projection "
+    "is behind it the view is computed from the stream; 404 when the stream has no such version.",
+    "schema": {"type": "integer", "minimum": 0, "maximum": 10**MAX_VERSION_DIGITS - 1},
+}
+
+
 def min_version(req: func.HttpRequest) -> int:
     raw = str(req.params.get("minVersion", "0"))
-    if not (raw.isascii() and raw.isdigit() and len(raw) <= 18):
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= MAX_VERSION_DIGITS):
         raise ApiError(400, "Invalid query parameter",
                        f"minVersion must be a non-negative integer, got {raw!r}",
                        [{"field": "minVersion", "message": "must be a non-negative integer"}])
     return int(raw)
+
+
+POINT_IN_TIME_PARAMETERS: tuple[dict[str, Any], ...] = (
+    {"name": "asOfVersion", "in": "query", "required": False,
+     "description": "Read the past: the view as it was at this stream version (404 when the "
+     "stream had not reached it). Only one of asOfVersion, asOf and minVersion.",
+     "schema": {"type": "integer", "minimum": 0, "maximum": 10**MAX_VERSION_DIGITS - 1}},
+    {"name": "asOf", "in": "query", "required": False,
+     "description": "Read the past: the view as it was at this time, an ISO 8601 timestamp with "
+     "its UTC offset (404 when the stream did not exist yet). Only one of asOfVersion, asOf and "
+     "minVersion.",
+     "schema": {"type": "string", "format": "date-time", "maxLength": 64,
+                "examples": ["2026-01-05T10:00:00Z"]}},
+)
 
 
 def point_in_time(req: func.HttpRequest) -> PointInTime | None:
@@ -154,7 +261,7 @@ def point_in_time(req: func.HttpRequest) -> PointInTime | None:
                        [{"field": name, "message": "only one of them"} for name in given])
     if "asOfVersion" in req.params:
         raw = str(req.params["asOfVersion"])
-        if not (raw.isascii() and raw.isdigit() and len(raw) <= 18):
+        if not (raw.isascii() and raw.isdigit() and len(raw) <= MAX_VERSION_DIGITS):
             raise ApiError(400, "Invalid query parameter",
                            f"asOfVersion must be a non-negative integer, got {raw!r}",
                            [{"field": "asOfVersion", "message": "must be a non-negative integer"}])
@@ -184,6 +291,7 @@ def _utc_timestamp(raw: str) -> datetime | None:
 
 
 MAX_KEY_LENGTH = 128
+KEY_PATTERN = f"^[!-~]{{1,{MAX_KEY_LENGTH}}}$"  # what idempotency_key accepts, for the docs
 
 
 def idempotency_key(req: func.HttpRequest) -> str | None:
@@ -198,6 +306,41 @@ def idempotency_key(req: func.HttpRequest) -> str | None:
                        "characters without spaces, e.g. a UUID",
                        [{"field": IDEMPOTENCY_HEADER, "message": "invalid key"}])
     return key
+
+
+# The headers the functions read and write, as the OpenAPI document describes them.
+REQUEST_HEADERS: dict[str, dict[str, Any]] = {
+    IDEMPOTENCY_HEADER: {
+        "description": "Makes a command safe to retry: a retried request with the same key is "
+        "answered with the first result (a create names the same order); the same key for a "
+        "different request is 422. A UUID is ideal.",
+        "schema": {"type": "string", "pattern": KEY_PATTERN},
+    },
+    CORRELATION_HEADER: {
+        "description": "Correlates this request with the events and messages it causes; made "
+        f"up when absent, echoed in the response. At most {MAX_KEY_LENGTH} characters are kept.",
+        "schema": {"type": "string"},
+    },
+    CAUSATION_HEADER: {
+        "description": "For service-to-service calls: names the calling command, so a retried "
+        "call is recognised (the Idempotency-Key takes precedence).",
+        "schema": {"type": "string"},
+    },
+}
+RESPONSE_HEADERS: dict[str, dict[str, Any]] = {
+    CORRELATION_HEADER: {"description": "The request's correlation id (the caller's or a new one)",
+                         "required": True,
+                         "schema": {"type": "string"}},
+    RETRY_AFTER_HEADER: {"description": "Seconds to wait before retrying", "required": True,
+                         "schema": {"type": "integer", "minimum": 0}},
+    VIEW_SOURCE_HEADER: {
+        "description": "Where the view came from: the projection, or the stream itself when the "
+        "projection had not caught up with the version asked for (read-your-writes)",
+        "required": True, "schema": {"type": "string", "enum": list(get_args(ViewSource))},
+    },
+    "Location": {"description": "The URL of the created resource", "required": True,
+                 "schema": {"type": "string", "format": "uri"}},
+}
 
 
 # The correlation id of the request this thread serves: the caller's, or one made for it once, so
@@ -246,15 +389,24 @@ def _domain_problem(error: DomainError, req: func.HttpRequest) -> func.HttpRespo
 Handler = Callable[[func.HttpRequest], func.HttpResponse]
 
 
-def http_endpoint(handler: Handler) -> Handler:
-    """Turn exceptions into problem responses; every response carries the correlation id."""
+def http_endpoint(handler: Handler, route: str = "", service: str = "") -> Handler:
+    """Turn exceptions into problem responses; every response carries the correlation id. The
+    request is a server span, continuing the caller's trace (its ``traceparent`` header)."""
 
     @functools.wraps(handler)
     def wrapper(req: func.HttpRequest) -> func.HttpResponse:
         correlation = _header(req, CORRELATION_HEADER) or new_id()
         token = _correlation.set(correlation)
         try:
-            response = _handle(handler, req)
+            with span(f"{req.method} /{route}" if route else handler.__name__,
+                      kind=SpanKind.SERVER, parent=req.headers,
+                      attributes={"http.request.method": req.method, "http.route": f"/{route}",
+                                  "app.service": service,
+                                  "app.correlation_id": correlation}) as traced:
+                response = _handle(handler, req)
+                traced.set_attribute("http.response.status_code", response.status_code)
+                if response.status_code >= 500:
+                    mark_failed(traced, f"answered {response.status_code}")
         finally:
             _correlation.reset(token)
         response.headers[CORRELATION_HEADER] = correlation

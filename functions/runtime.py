@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 
-from app.bootstrap import Services, bootstrap, settings_from_environment
+from app.bootstrap import Services, bootstrap, configure_telemetry, settings_from_environment
 from app.settings import Settings
 
 
@@ -30,6 +30,11 @@ def settings() -> Settings:
         if _current.settings is None:
             _current.settings = settings_from_environment()
         return _current.settings
+
+
+def start_telemetry() -> None:
+    """Install the trace exporters before the first invocation, so its spans are exported too."""
+    configure_telemetry(settings())
 
 
 def services() -> Services:

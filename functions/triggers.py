@@ -14,6 +14,7 @@ from contracts.messages import IntegrationMessage, parse_message
 from eventstore.commands import CommandContext
 from eventstore.commit import JsonDict
 from eventstore.poison import is_transient
+from eventstore.tracing import SpanKind, span
 
 log = logging.getLogger(__name__)
 
@@ -62,18 +63,27 @@ def retry_transient(handler: Callable[[func.ServiceBusMessage], None]
 
     @functools.wraps(handler)
     def wrapper(message: func.ServiceBusMessage) -> None:
-        for delay in TRANSIENT_RETRY_DELAYS:
-            try:
-                return handler(message)
-            except Exception as error:
-                if not is_transient(error):
-                    raise
-                log.warning("%s: transient failure (%r); retrying in %.1fs", handler.__name__,
-                            error, delay)
-                time.sleep(delay)
-        return handler(message)
+        # The consuming function continues the trace the message carries (its publisher's).
+        with span(handler.__name__, kind=SpanKind.CONSUMER,
+                  parent=message.application_properties,
+                  attributes={"messaging.message.id": str(message.message_id or "")}):
+            _with_retries(handler, message)
 
     return wrapper
+
+
+def _with_retries(handler: Callable[[func.ServiceBusMessage], None],
+                  message: func.ServiceBusMessage) -> None:
+    for delay in TRANSIENT_RETRY_DELAYS:
+        try:
+            return handler(message)
+        except Exception as error:
+            if not is_transient(error):
+                raise
+            log.warning("%s: transient failure (%r); retrying in %.1fs", handler.__name__,
+                        error, delay)
+            time.sleep(delay)
+    return handler(message)
 
 
 def contract_of(message: func.ServiceBusMessage) -> IntegrationMessage:

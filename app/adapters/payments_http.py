@@ -9,6 +9,7 @@ from app.ports import PaymentRefused, PaymentsMisconfigured
 from contracts.headers import CAUSATION_HEADER, CORRELATION_HEADER
 from eventstore.commands import CommandContext
 from eventstore.errors import TransientError
+from eventstore.tracing import current_context
 
 
 class HttpPaymentsGateway:
@@ -26,7 +27,8 @@ class HttpPaymentsGateway:
                        context: CommandContext) -> None:
         """Idempotent: PUT answers 201 (created) or 200 (already there with the same data)."""
         headers = {CORRELATION_HEADER: context.correlation_id,
-                   CAUSATION_HEADER: context.causation_id}
+                   CAUSATION_HEADER: context.causation_id,
+                   **current_context()}  # Payments continues the checkout's trace
         if self._tokens is not None:
             try:
                 headers["Authorization"] = self._tokens.authorization_header()

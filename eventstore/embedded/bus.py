@@ -30,7 +30,7 @@ from typing import Any, Final, Literal
 
 from eventstore.commit import JsonDict
 from eventstore.embedded.sqlite import EmbeddedClosedError, SqliteFile
-from eventstore.ports import OutboundMessage
+from eventstore.ports import OutboundMessage, QueuedDeadLetter
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +41,7 @@ __all__ = [
     "DeadLetteredMessage",
     "EmbeddedBus",
     "EmbeddedBusPublisher",
+    "EmbeddedDeadLetterQueues",
     "EntityNotFoundError",
     "MessageLockLostError",
     "ReceivedMessage",
@@ -802,6 +803,60 @@ class EmbeddedBus:
             )
             for row in rows
         ]
+
+
+class EmbeddedDeadLetterQueues:
+    """The ``DeadLetterQueues`` port over an EmbeddedBus: what an operator sees of the broker's
+    dead-letter sub-queues, and how one is settled (replayed or discarded)."""
+
+    RECEIVE_BATCH = 50
+
+    def __init__(self, bus: EmbeddedBus) -> None:
+        self._bus = bus
+
+    def peek_dead_letters(self, entity_path: str, max_messages: int = 100
+                          ) -> list[QueuedDeadLetter]:
+        return [QueuedDeadLetter(
+            entity_path=entity_path, sequence_number=m.sequence_number, message_id=m.message_id,
+            subject=m.subject, body=_dumps(m.body).encode(), correlation_id=m.correlation_id,
+            application_properties=m.application_properties, delivery_count=m.delivery_count,
+            reason=m.reason, description=m.description)
+            for m in self._bus.peek_dead_letters(entity_path, max_messages)]
+
+    def settle_dead_letter(self, entity_path: str, sequence_number: int,
+                           handle: Callable[[QueuedDeadLetter], None]) -> bool:
+        base_path, _ = _parse_path(entity_path)
+        dlq = base_path + DEAD_LETTER_QUEUE_SUFFIX
+        passed: list[ReceivedMessage] = []
+        try:
+            while True:
+                batch = self._bus.receive(dlq, max_messages=self.RECEIVE_BATCH)
+                if not batch:
+                    return False
+                found = next((m for m in batch if m.sequence_number == sequence_number), None)
+                passed.extend(m for m in batch if m is not found)
+                if found is None:
+                    continue
+                try:
+                    handle(QueuedDeadLetter(
+                        entity_path=entity_path, sequence_number=found.sequence_number,
+                        message_id=found.message_id, subject=found.subject,
+                        body=_dumps(found.body).encode(), correlation_id=found.correlation_id,
+                        application_properties=found.application_properties,
+                        delivery_count=found.delivery_count - 1,
+                        reason=found.dead_letter_reason,
+                        description=found.dead_letter_error_description))
+                except BaseException:
+                    self._bus.abandon(found)
+                    raise
+                self._bus.complete(found)
+                return True
+        finally:
+            for other in passed:  # released at once, not left until their locks expire
+                self._bus.abandon(other)
+
+    def close(self) -> None:
+        """The bus is shared (open_embedded_bus): its owner closes it."""
 
 
 class EmbeddedBusPublisher:

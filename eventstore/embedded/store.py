@@ -42,7 +42,15 @@ from typing import Any
 from eventstore.commit import Commit, JsonDict
 from eventstore.embedded.sqlite import SqliteFile
 from eventstore.errors import ConcurrencyError
-from eventstore.ports import DeadLetter, FeedPage, FeedRange, Lease, StoredView
+from eventstore.ports import (
+    DeadLetter,
+    FeedPage,
+    FeedRange,
+    Lease,
+    RangeLag,
+    StoredView,
+    StreamInfo,
+)
 
 SCHEMA_VERSION = 2
 
@@ -140,6 +148,20 @@ _SELECT_LETTERS = (
     "SELECT id, consumer, stream_id, version, event_type, error, payload, parked_at"
     " FROM dead_letters ORDER BY parked_at, id LIMIT ?"
 )
+
+_LIST_STREAMS = (
+    "SELECT stream_id, max(last_version), count(*) FROM commits WHERE stream_id > ?"
+    " GROUP BY stream_id ORDER BY stream_id LIMIT ?"
+)
+_COUNT_AFTER_IN_RANGE = (
+    "SELECT count(*), coalesce(sum(last_version - first_version + 1), 0) FROM commits"
+    " WHERE feed_range = ? AND seq > ?"
+)
+_SELECT_LETTER = (
+    "SELECT id, consumer, stream_id, version, event_type, error, payload, parked_at"
+    " FROM dead_letters WHERE id = ?"
+)
+_DELETE_LETTER = "DELETE FROM dead_letters WHERE id = ?"
 
 POLL_INTERVAL = 0.25
 """How often ``wait_for_commits`` re-checks the file, to see commits appended by other processes
@@ -335,6 +357,34 @@ class SqliteEventStore:
             self._head = max(self._head, head)
         return head
 
+    # -- StreamCatalog, FeedMonitor -----------------------------------------------------------
+
+    def list_streams(self, after: str | None = None, limit: int = 100) -> list[StreamInfo]:
+        with self._file.translated():
+            rows = self._file.read().execute(_LIST_STREAMS, (after or "", limit)).fetchall()
+        return [StreamInfo(str(stream), int(version), int(commits))
+                for stream, version, commits in rows]
+
+    def consumer_lag(self, consumer: str) -> list[RangeLag]:
+        """Per feed range: the consumer's lease (by its lease prefix), or, before it took one,
+        the unpartitioned checkpoint its leases will start from, and what comes after it."""
+        lags = []
+        with self._file.translated():
+            conn = self._file.read()
+            legacy = conn.execute(_SELECT_CHECKPOINT, (consumer,)).fetchone()
+            for index, feed_range in enumerate(self._ranges):
+                lease = conn.execute(_SELECT_LEASE, (consumer, feed_range.id)).fetchone()
+                if lease is not None:
+                    continuation, owner = lease[3], lease[2]
+                    after = self._parse_continuation(index, continuation)
+                else:
+                    continuation = f"{index}:{int(legacy[0])}" if legacy else None
+                    owner, after = None, int(legacy[0]) if legacy else 0
+                commits, events = conn.execute(_COUNT_AFTER_IN_RANGE, (index, after)).fetchone()
+                lags.append(RangeLag(feed_range.id, continuation, int(commits), int(events),
+                                     None if owner is None else str(owner)))
+        return lags
+
     # -- CheckpointStore ----------------------------------------------------------------------
 
     def load_checkpoint(self, consumer: str) -> str | None:
@@ -459,19 +509,23 @@ class SqliteDeadLetterStore:
         """The oldest ``limit`` letters, by parked_at then id."""
         with self._file.translated():
             rows = self._file.read().execute(_SELECT_LETTERS, (limit,)).fetchall()
-        return [
-            DeadLetter(
-                id=str(id_),
-                consumer=str(consumer),
-                stream_id=str(stream_id),
-                version=int(version),
-                event_type=str(event_type),
-                error=str(error),
-                payload=json.loads(payload),
-                parked_at=str(parked_at),
-            )
-            for id_, consumer, stream_id, version, event_type, error, payload, parked_at in rows
-        ]
+        return [_letter(row) for row in rows]
+
+    def get_letter(self, letter_id: str) -> DeadLetter | None:
+        with self._file.translated():
+            row = self._file.read().execute(_SELECT_LETTER, (letter_id,)).fetchone()
+        return None if row is None else _letter(row)
+
+    def remove(self, letter_id: str) -> bool:
+        with self._file.write() as conn:
+            return conn.execute(_DELETE_LETTER, (letter_id,)).rowcount > 0
+
+
+def _letter(row: tuple[object, ...]) -> DeadLetter:
+    id_, consumer, stream_id, version, event_type, error, payload, parked_at = row
+    return DeadLetter(id=str(id_), consumer=str(consumer), stream_id=str(stream_id),
+                      version=int(str(version)), event_type=str(event_type), error=str(error),
+                      payload=json.loads(str(payload)), parked_at=str(parked_at))
 
 
 def _open_schema(file: SqliteFile, feed_ranges: int | None) -> int:

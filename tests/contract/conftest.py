@@ -35,19 +35,29 @@ from eventstore.ports import (
     CheckpointStore,
     DeadLetterStore,
     EventStore,
+    FeedMonitor,
+    LeaseStore,
+    PartitionedFeed,
     PersonalDataStore,
+    StreamCatalog,
     ViewStore,
 )
 from tests.support.cosmos_server import shared_cosmos_server
 
 
-class BackendEvents(EventStore, ChangeFeed, CheckpointStore, Protocol):
+class BackendEvents(EventStore, ChangeFeed, CheckpointStore, StreamCatalog, FeedMonitor, Protocol):
     """What the suite needs from ``backend.events``."""
 
 
 class Backend(Protocol):
     @property
     def events(self) -> BackendEvents: ...
+
+    @property
+    def feed(self) -> PartitionedFeed: ...
+
+    @property
+    def leases(self) -> LeaseStore: ...
 
     @property
     def views(self) -> ViewStore: ...
@@ -112,6 +122,17 @@ class _StoresBackend:
     @property
     def events(self) -> BackendEvents:
         return self._database.events
+
+    @property
+    def feed(self) -> PartitionedFeed:
+        feed: PartitionedFeed = (self._database.events if isinstance(self._database,
+                                                                     EmbeddedDatabase)
+                                 else self._database.feed)
+        return feed
+
+    @property
+    def leases(self) -> LeaseStore:
+        return self._database.leases
 
     @property
     def views(self) -> ViewStore:

@@ -30,7 +30,7 @@ from eventstore.commit import Commit
 from eventstore.embedded import bus as embedded_bus_module
 from eventstore.embedded import store as embedded_store
 from eventstore.embedded.bus import EmbeddedBus, ReceivedMessage, subscription_path
-from eventstore.ports import MessagePublisher, PersonalDataStore
+from eventstore.ports import DeadLetterQueues, MessagePublisher, PersonalDataStore
 from functions import orders, payments, runtime
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -301,6 +301,9 @@ class FaultyBackend:
 
     def inbox(self, entity_path: str, max_lock_renewal: float) -> Any:
         return self.embedded.inbox(entity_path, max_lock_renewal)
+
+    def dead_letter_queues(self) -> DeadLetterQueues:
+        return self.embedded.dead_letter_queues()
 
     def close(self) -> None:
         self.embedded.close()

@@ -68,7 +68,12 @@ EXPECTED: dict[str, tuple[dict[str, Any], dict[str, str] | None]] = {
     "payments_acquirer": ({
         "direction": "IN", "type": "serviceBusTrigger", "name": "message",
         "connection": "SERVICEBUS", "queueName": "%AUTHORIZATIONS_QUEUE%"}, None),
+    # The API's description, registered whichever services the app runs.
+    "apidocs_openapi": (_http("openapi.json", "GET"), None),
+    "apidocs_page": (_http("docs", "GET"), None),
+    "apidocs_asset": (_http("docs/{asset}", "GET"), None),
 }
+DOCS_PREFIX = "apidocs_"
 
 # Checked by its own test (test_change_feed_triggers_start_from_the_beginning), so that the
 # exact comparison below reports any other difference on its own.
@@ -168,7 +173,8 @@ def test_services_setting_selects_the_blueprints(
     monkeypatch: pytest.MonkeyPatch, services: str | None, expected_prefixes: set[str]
 ) -> None:
     names = set(_functions(monkeypatch, services))
-    expected = {n for n in EXPECTED if any(n.startswith(p) for p in expected_prefixes)}
+    expected = {n for n in EXPECTED if any(n.startswith(p)
+                                           for p in (*expected_prefixes, DOCS_PREFIX))}
     assert names == expected
 
 
@@ -204,6 +210,8 @@ def test_each_service_declares_the_settings_its_bindings_use(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     for name, indexed in _functions(monkeypatch).items():
+        if name.startswith(DOCS_PREFIX):
+            continue  # no bindings beyond HTTP: no settings
         service = name.split("_", 1)[0]
         declared = SETTINGS_READ_BY_SERVICE[service]
         used = {s for b in indexed.bindings for s in _setting_expressions(b)}

@@ -71,6 +71,8 @@ PLACEHOLDERS = {
         "IngestionEndpoint=https://contract-test.in.applicationinsights.invalid/"
     ),
     "_URL": "https://contract-test.azurewebsites.invalid/api",
+    "APPLICATIONINSIGHTS_AUTHENTICATION_STRING": (
+        "ClientId=00000000-0000-0000-0000-000000000000;Authorization=AAD"),
 }
 
 

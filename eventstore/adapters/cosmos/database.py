@@ -61,6 +61,7 @@ class CosmosDatabase:
         self.events = CosmosEventStore(events, leases, meter=self.meter)
         self.feed = CosmosPartitionedFeed(events, leases, meter=self.meter)
         self.leases = CosmosLeaseStore(leases, events_container, meter=self.meter)
+        self.events.attach_ranges(self.feed, self.leases)
         self.views = CosmosViewStore(
             database.get_container_client(views_container), meter=self.meter
         )

@@ -11,6 +11,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from azure.core import MatchConditions
 from azure.core.exceptions import ServiceRequestError, ServiceResponseError
 from azure.cosmos import ContainerProxy
@@ -24,9 +27,17 @@ from eventstore.adapters.cosmos.errors import (
     translated,
 )
 from eventstore.adapters.cosmos.metering import REQUEST_METER, RequestMeter
+from eventstore.changefeed import lag_from_leases
 from eventstore.commit import Commit, JsonDict
 from eventstore.errors import ConcurrencyError
-from eventstore.ports import DeadLetter, StoredView
+from eventstore.ports import (
+    DeadLetter,
+    LeaseStore,
+    PartitionedFeed,
+    RangeLag,
+    StoredView,
+    StreamInfo,
+)
 
 STREAM_PAGE_SIZE = 1000
 """Commits per page of ``read_stream``: a stream up to this many commits is one request."""
@@ -50,6 +61,17 @@ class CosmosEventStore:
         self.read_feed = self._feed.read_feed
         self.load_checkpoint = self._feed.load_checkpoint
         self.save_checkpoint = self._feed.save_checkpoint
+        # The lease-based view of the feed, for consumer_lag (set by CosmosDatabase).
+        self._ranges: tuple[PartitionedFeed, LeaseStore] | None = None
+
+    def attach_ranges(self, feed: PartitionedFeed, leases: LeaseStore) -> None:
+        self._ranges = (feed, leases)
+
+    def consumer_lag(self, consumer: str) -> list[RangeLag]:
+        """Per feed range, from the consumer's leases (its lease prefix)."""
+        if self._ranges is None:
+            raise RuntimeError("the feed ranges of this event store are not attached")
+        return lag_from_leases(*self._ranges, consumer)
 
     # -- EventStore ---------------------------------------------------------------------------
 
@@ -91,6 +113,30 @@ class CosmosEventStore:
         with translated("read_stream"):
             documents = retried_on_header_race(query)
         return [Commit.from_document(document) for document in documents]
+
+
+    # -- StreamCatalog --------------------------------------------------------------------------
+
+    def list_streams(self, after: str | None = None, limit: int = 100) -> list[StreamInfo]:
+        """One cross-partition query ordered by streamId (indexed), aggregated here: it reads
+        one small row per commit of the streams listed, and stops after the page."""
+        if limit < 1:
+            return []
+        found: dict[str, list[int]] = {}
+        with translated("list_streams"):
+            rows = self._events.query_items(
+                "SELECT c.streamId, c.version FROM c WHERE c.streamId > @after"
+                " ORDER BY c.streamId",
+                parameters=[{"name": "@after", "value": after or ""}],
+                enable_cross_partition_query=True, max_item_count=STREAM_PAGE_SIZE,
+                raw_response_hook=self._meter.response_hook("list_streams"))
+            for row in rows:
+                stream_id = str(row["streamId"])
+                if stream_id not in found and len(found) == limit:
+                    break  # the page is complete: its last stream has no more rows
+                found.setdefault(stream_id, []).append(int(row["version"]))
+        return [StreamInfo(stream_id, max(versions), len(versions))
+                for stream_id, versions in found.items()]
 
 
 class CosmosViewStore:
@@ -167,6 +213,22 @@ class CosmosDeadLetterStore:
                 raw_response_hook=self._meter.response_hook("park"),
             )
 
+    def get_letter(self, letter_id: str) -> DeadLetter | None:
+        document = read_or_none(self._letters, letter_id, self._meter, "get_letter")
+        return None if document is None else _letter(document)
+
+    def remove(self, letter_id: str) -> bool:
+        try:
+            self._letters.delete_item(letter_id, partition_key=letter_id,
+                                      raw_response_hook=self._meter.response_hook("remove"))
+        except CosmosHttpResponseError as error:
+            if error.status_code == 404:
+                return False
+            raise_translated("remove", error)
+        except (ServiceRequestError, ServiceResponseError, CosmosClientTimeoutError) as error:
+            raise_translated("remove", error)
+        return True
+
     def list_letters(self, limit: int = 100) -> list[DeadLetter]:
         if limit < 1:
             return []
@@ -179,16 +241,17 @@ class CosmosDeadLetterStore:
                     raw_response_hook=self._meter.response_hook("list_letters"),
                 )
             )
-        return [
-            DeadLetter(
-                id=str(document["id"]),
-                consumer=str(document["consumer"]),
-                stream_id=str(document["streamId"]),
-                version=int(document["version"]),
-                event_type=str(document["eventType"]),
-                error=str(document["error"]),
-                payload=dict(document["payload"]),
-                parked_at=str(document["parkedAt"]),
-            )
-            for document in documents
-        ]
+        return [_letter(document) for document in documents]
+
+
+def _letter(document: Mapping[str, Any]) -> DeadLetter:
+    return DeadLetter(
+        id=str(document["id"]),
+        consumer=str(document["consumer"]),
+        stream_id=str(document["streamId"]),
+        version=int(document["version"]),
+        event_type=str(document["eventType"]),
+        error=str(document["error"]),
+        payload=dict(document["payload"]),
+        parked_at=str(document["parkedAt"]),
+    )
