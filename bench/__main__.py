@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -18,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from bench.compare import compare, print_table
 from domain.orders import ORDER_STREAM, AddItemToCart, CreateOrder, order_codec, order_decider
 from eventstore.commands import CommandContext, CommandProcessor
 from eventstore.embedded.bus import EmbeddedBus
@@ -152,8 +154,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--messages", type=int, default=5000, help="bus messages")
     parser.add_argument("--orders", type=int, default=40, help="orders through the HTTP flow")
     parser.add_argument("--skip-http", action="store_true", help="skip the local-host flow")
+    parser.add_argument("--rounds", type=int, default=5, help="rounds of the comparison")
+    parser.add_argument("--compare-orders", type=int, default=400,
+                        help="order lifecycles per comparison run")
+    parser.add_argument("--compare-clients", default="1,8",
+                        help="client threads of the comparison runs (comma-separated)")
+    parser.add_argument("--skip-compare", action="store_true",
+                        help="skip the comparison with the reference library")
     args = parser.parse_args(argv)
     results: list[Result] = []
+    comparisons: list[dict[str, Any]] = []
+    if not args.skip_compare:
+        for clients in (int(c) for c in args.compare_clients.split(",")):
+            print(f"comparing with the reference library ({clients} client(s))...",
+                  file=sys.stderr, flush=True)
+            comparisons.append(compare(args.rounds, args.compare_orders, clients))
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         print("benchmarking the command loop...", file=sys.stderr, flush=True)
@@ -168,9 +183,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{r['benchmark']:52} {r['operations']:>7} {r['per_second']:>10} "
               f"{r['p50_ms'] if r['p50_ms'] is not None else '-':>9} "
               f"{r['p99_ms'] if r['p99_ms'] is not None else '-':>9}")
+    for comparison in comparisons:
+        print_table(comparison)
     out = Path(__file__).parent / "results"
     out.mkdir(exist_ok=True)
-    (out / "latest.json").write_text(json.dumps(results, indent=2))
+    (out / "latest.json").write_text(json.dumps(
+        {"cpu_count": os.cpu_count(), "comparison": comparisons, "benchmarks": results},
+        indent=2))
     return 0
 
 

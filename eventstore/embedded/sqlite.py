@@ -52,14 +52,21 @@ class EmbeddedClosedError(RuntimeError):
     """The embedded database (or bus) was closed."""
 
 
-def connect(path: Path) -> sqlite3.Connection:
+SYNCHRONOUS_LEVELS = ("NORMAL", "FULL")
+
+
+def connect(path: Path, synchronous: str = "NORMAL") -> sqlite3.Connection:
     """One connection to ``path`` with the embedded backends' settings.
 
     - ``isolation_level=None``: autocommit; writes open their transaction explicitly.
     - ``check_same_thread=False``: a dead thread's reader is closed from another thread (the
       SQLite library is built serialized, ``sqlite3.threadsafety == 3``).
     - The statement cache prepares each constant SQL string once per connection.
+    - ``synchronous``: see below; FULL (an fsync per commit) is there to measure against stores
+      that default to it.
     """
+    if synchronous not in SYNCHRONOUS_LEVELS:
+        raise ValueError(f"synchronous must be one of {SYNCHRONOUS_LEVELS}, got {synchronous!r}")
     conn = sqlite3.connect(
         str(path),
         timeout=BUSY_TIMEOUT_MS / 1000,
@@ -76,7 +83,7 @@ def connect(path: Path) -> sqlite3.Connection:
         # process (the data is in the OS page cache) and the file is never corrupted; only an OS
         # crash or power loss may roll back the last commits. The right trade for a development
         # store, and what makes appends cheap (FULL costs one fsync per commit).
-        conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute(f"PRAGMA synchronous = {synchronous}")
         conn.execute("PRAGMA temp_store = MEMORY")
     except sqlite3.Error as exc:
         conn.close()
@@ -116,9 +123,10 @@ class SqliteFile:
     """A SQLite file shared by the threads of one process: one writer behind a lock, one reader
     per thread (see the module docstring)."""
 
-    def __init__(self, path: Path, on_connect: Callable[[sqlite3.Connection], None] | None = None
-                 ) -> None:
+    def __init__(self, path: Path, on_connect: Callable[[sqlite3.Connection], None] | None = None,
+                 synchronous: str = "NORMAL") -> None:
         self.path = path
+        self._synchronous = synchronous
         self._on_connect = on_connect
         self._write_lock = threading.Lock()
         self._writer: sqlite3.Connection | None = None
@@ -186,7 +194,7 @@ class SqliteFile:
             return conn
 
     def _connect(self) -> sqlite3.Connection:
-        conn = connect(self.path)
+        conn = connect(self.path, self._synchronous)
         if self._on_connect is not None:
             try:
                 self._on_connect(conn)

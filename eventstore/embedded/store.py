@@ -526,13 +526,16 @@ class EmbeddedDatabase:
     would have.
 
     ``feed_ranges`` splits a new file's change feed (None: one range); an existing file keeps
-    the count it was created with, and asking for another raises ``FeedRangesMismatch``."""
+    the count it was created with, and asking for another raises ``FeedRangesMismatch``.
+    ``synchronous`` is SQLite's durability level of this process's connections (NORMAL, or FULL
+    to measure against stores that default to it)."""
 
-    def __init__(self, path: str | Path, feed_ranges: int | None = None) -> None:
+    def __init__(self, path: str | Path, feed_ranges: int | None = None, *,
+                 synchronous: str = "NORMAL") -> None:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path.resolve()
-        self._file = SqliteFile(self.path)
+        self._file = SqliteFile(self.path, synchronous=synchronous)
         try:
             ranges = _open_schema(self._file, feed_ranges)
         except BaseException:
@@ -546,6 +549,14 @@ class EmbeddedDatabase:
     @property
     def closed(self) -> bool:
         return self._file.closed
+
+    def pragma(self, name: str) -> object:
+        """A setting as this process's connections see it (e.g. ``synchronous``)."""
+        if not name.isidentifier():
+            raise ValueError(f"not a pragma name: {name!r}")
+        with self._file.translated():
+            row = self._file.read().execute(f"PRAGMA {name}").fetchone()
+        return None if row is None else row[0]
 
     def close(self) -> None:
         """Close every connection; a shared instance is also dropped from the process cache."""
