@@ -161,14 +161,15 @@ def run(orders: int, clients: int, mode: str, synchronous: str, db: Path) -> dic
             app.mark_paid(order_id, payment_id)
 
     share = orders // clients
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     with ThreadPoolExecutor(clients) as pool:
         for done in [pool.submit(lifecycles, share) for _ in range(clients)]:
             done.result()
-    seconds = time.perf_counter() - started
+    seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
     app.close()
     commands = 8 * share * clients
     return {"commands": commands, "events": commands, "seconds": seconds,
+            "cpu_seconds": cpu_seconds,
             "bytes": database_bytes(db), "synchronous": synchronous, "clients": clients}
 
 

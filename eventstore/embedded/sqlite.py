@@ -10,7 +10,12 @@ readers, across threads and processes. ``SqliteFile`` gives
   ``BEGIN IMMEDIATE`` transaction (a deferred read-then-write transaction can fail at once with
   SQLITE_BUSY under WAL when another process committed in between);
 - one **reader** connection per thread: SQLite runs statements with the GIL released, so reads
-  proceed in parallel with each other and with the writer.
+  proceed in parallel with each other and with the writer;
+- **group commit** for single-statement writes (``execute_write``): the statements that arrive
+  while a transaction is being written wait, and the next writer runs all of them in one
+  transaction with one sync. Each statement is still atomic on its own: a constraint violation
+  (e.g. a commit id that exists) undoes that statement only, and is reported to its caller
+  alone.
 
 Busy/locked failures (another process holding the write lock past the busy timeout) become the
 kernel's ``TransientError``; a full disk, a read-only file or I/O errors become
@@ -23,8 +28,9 @@ from __future__ import annotations
 import sqlite3
 import threading
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
 
@@ -55,18 +61,14 @@ class EmbeddedClosedError(RuntimeError):
 SYNCHRONOUS_LEVELS = ("NORMAL", "FULL")
 
 
-def connect(path: Path, synchronous: str = "NORMAL") -> sqlite3.Connection:
+def connect(path: Path) -> sqlite3.Connection:
     """One connection to ``path`` with the embedded backends' settings.
 
     - ``isolation_level=None``: autocommit; writes open their transaction explicitly.
     - ``check_same_thread=False``: a dead thread's reader is closed from another thread (the
       SQLite library is built serialized, ``sqlite3.threadsafety == 3``).
     - The statement cache prepares each constant SQL string once per connection.
-    - ``synchronous``: see below; FULL (an fsync per commit) is there to measure against stores
-      that default to it.
     """
-    if synchronous not in SYNCHRONOUS_LEVELS:
-        raise ValueError(f"synchronous must be one of {SYNCHRONOUS_LEVELS}, got {synchronous!r}")
     conn = sqlite3.connect(
         str(path),
         timeout=BUSY_TIMEOUT_MS / 1000,
@@ -83,7 +85,7 @@ def connect(path: Path, synchronous: str = "NORMAL") -> sqlite3.Connection:
         # process (the data is in the OS page cache) and the file is never corrupted; only an OS
         # crash or power loss may roll back the last commits. The right trade for a development
         # store, and what makes appends cheap (FULL costs one fsync per commit).
-        conn.execute(f"PRAGMA synchronous = {synchronous}")
+        conn.execute("PRAGMA synchronous = NORMAL")
         conn.execute("PRAGMA temp_store = MEMORY")
     except sqlite3.Error as exc:
         conn.close()
@@ -119,16 +121,34 @@ def raise_translated(exc: sqlite3.Error, path: Path | None = None) -> NoReturn:
     raise translated from exc
 
 
+@dataclass(eq=False, slots=True)
+class WriteResult:
+    """The outcome of one statement of a group commit."""
+
+    sql: str
+    params: Sequence[object]
+    lastrowid: int = 0
+    rowcount: int = 0
+    conflict: sqlite3.IntegrityError | None = None  # this statement alone was undone
+    failure: BaseException | None = None  # the whole transaction failed
+    done: bool = False
+
+
 class SqliteFile:
     """A SQLite file shared by the threads of one process: one writer behind a lock, one reader
     per thread (see the module docstring)."""
 
     def __init__(self, path: Path, on_connect: Callable[[sqlite3.Connection], None] | None = None,
                  synchronous: str = "NORMAL") -> None:
+        if synchronous not in SYNCHRONOUS_LEVELS:
+            raise ValueError(
+                f"synchronous must be one of {SYNCHRONOUS_LEVELS}, got {synchronous!r}")
         self.path = path
         self._synchronous = synchronous
         self._on_connect = on_connect
         self._write_lock = threading.Lock()
+        self._pending_lock = threading.Lock()
+        self._pending: list[WriteResult] = []
         self._writer: sqlite3.Connection | None = None
         self._local = threading.local()
         self._readers_lock = threading.Lock()
@@ -160,6 +180,71 @@ class SqliteFile:
                 if isinstance(exc, sqlite3.IntegrityError):
                     raise  # the caller's business (e.g. a commit id that already exists)
                 raise_translated(exc, self.path)
+
+    def execute_write(self, sql: str, params: Sequence[object]) -> WriteResult:
+        """Run one write statement, in one transaction with the statements other threads submit
+        meanwhile (group commit). Raises ``sqlite3.IntegrityError`` when this statement violates
+        a constraint (nothing of it is written; the others are unaffected), and the translated
+        error when the transaction fails."""
+        request = WriteResult(sql, params)
+        with self._pending_lock:
+            self._pending.append(request)
+        with self._write_lock:
+            # A writer that ran while we waited for the lock may have written ours too.
+            if not request.done:
+                self._write_pending()
+        if request.failure is not None:
+            raise request.failure
+        if request.conflict is not None:
+            raise request.conflict
+        return request
+
+    def _write_pending(self) -> None:
+        with self._pending_lock:
+            batch, self._pending = self._pending, []
+        try:
+            conn = self._writer_connection()
+            if len(batch) == 1:
+                # Alone: an autocommit statement is its own write transaction (SQLite takes the
+                # write lock when the statement starts, as BEGIN IMMEDIATE would).
+                self._write_one(conn, batch[0])
+                return
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                for request in batch:
+                    try:
+                        cursor = conn.execute(request.sql, request.params)
+                    except sqlite3.IntegrityError as exc:
+                        request.conflict = exc
+                        continue
+                    request.lastrowid, request.rowcount = cursor.lastrowid or 0, cursor.rowcount
+                conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                for request in batch:
+                    request.failure = translate_error(exc, self.path)
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+        except BaseException as exc:
+            for request in batch:
+                if request.failure is None:
+                    request.failure = exc
+        finally:
+            for request in batch:
+                request.done = True
+
+    def _write_one(self, conn: sqlite3.Connection, request: WriteResult) -> None:
+        try:
+            cursor = conn.execute(request.sql, request.params)
+        except sqlite3.IntegrityError as exc:
+            request.conflict = exc
+        except sqlite3.Error as exc:
+            request.failure = translate_error(exc, self.path)
+        else:
+            request.lastrowid, request.rowcount = cursor.lastrowid or 0, cursor.rowcount
 
     def read(self) -> sqlite3.Connection:
         """This thread's reader connection (opened on first use). Wrap the statements in
@@ -194,13 +279,16 @@ class SqliteFile:
             return conn
 
     def _connect(self) -> sqlite3.Connection:
-        conn = connect(self.path, self._synchronous)
-        if self._on_connect is not None:
-            try:
+        conn = connect(self.path)
+        try:
+            if self._synchronous != "NORMAL":
+                # FULL (an fsync per commit): to measure against stores that default to it.
+                conn.execute(f"PRAGMA synchronous = {self._synchronous}")
+            if self._on_connect is not None:
                 self._on_connect(conn)
-            except BaseException:
-                conn.close()
-                raise
+        except BaseException:
+            conn.close()
+            raise
         return conn
 
     def _close_readers_of_dead_threads(self) -> None:
