@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import azure.functions as func
+import orjson
 from pydantic import BaseModel, ValidationError
 
 from app.adapters.entra_auth import EntraAuthError, EntraTokenValidator
@@ -59,10 +60,19 @@ class ApiError(Exception):
         self.headers = dict(headers or {})
 
 
+def json_bytes(body: Any) -> bytes:
+    """Compact UTF-8 JSON (orjson; the standard library for what orjson refuses, such as an
+    integer beyond 64 bits)."""
+    try:
+        return orjson.dumps(body, option=orjson.OPT_NON_STR_KEYS)
+    except TypeError:
+        return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+
+
 def json_response(body: Any, status: int = 200, headers: Mapping[str, str] | None = None
                   ) -> func.HttpResponse:
-    return func.HttpResponse(json.dumps(body, separators=(",", ":")), status_code=status,
-                             mimetype="application/json", headers=dict(headers or {}))
+    return func.HttpResponse(json_bytes(body), status_code=status, mimetype="application/json",
+                             headers=dict(headers or {}))
 
 
 def no_content() -> func.HttpResponse:
