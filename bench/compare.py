@@ -54,6 +54,7 @@ def reference_version(python: Path) -> str:
 @dataclass(frozen=True)
 class Run:
     per_second: float
+    cpu_us_per_command: float  # the process's CPU time: less moved by other load on the machine
     bytes_per_event: float
 
 
@@ -61,7 +62,9 @@ def _run(command: list[str], db: Path) -> Run:
     completed = subprocess.run([*command, "--db", str(db)], check=True, capture_output=True,
                                text=True, cwd=ROOT)
     result: dict[str, Any] = json.loads(completed.stdout.strip().splitlines()[-1])
-    return Run(result["commands"] / result["seconds"], result["bytes"] / result["events"])
+    return Run(result["commands"] / result["seconds"],
+               result["cpu_seconds"] / result["commands"] * 1e6,
+               result["bytes"] / result["events"])
 
 
 def compare(rounds: int, orders: int, clients: int) -> dict[str, Any]:
@@ -86,8 +89,9 @@ def compare(rounds: int, orders: int, clients: int) -> dict[str, Any]:
                          "--synchronous", synchronous], db))
     rows = []
     for (mode, synchronous), by_side in runs.items():
-        ratios = [o.per_second / r.per_second
-                  for o, r in zip(by_side["ours"], by_side["reference"], strict=True)]
+        pairs = list(zip(by_side["ours"], by_side["reference"], strict=True))
+        ratios = [o.per_second / r.per_second for o, r in pairs]
+        cpu_ratios = [r.cpu_us_per_command / o.cpu_us_per_command for o, r in pairs]
         rows.append({
             "cache": mode,
             "synchronous": synchronous,
@@ -99,6 +103,11 @@ def compare(rounds: int, orders: int, clients: int) -> dict[str, Any]:
                 r.per_second for r in by_side["reference"])),
             "ratio_median": round(statistics.median(ratios), 2),
             "ratios": [round(r, 2) for r in ratios],
+            "ours_cpu_us_per_command": round(statistics.median(
+                r.cpu_us_per_command for r in by_side["ours"])),
+            "reference_cpu_us_per_command": round(statistics.median(
+                r.cpu_us_per_command for r in by_side["reference"])),
+            "cpu_ratio_median": round(statistics.median(cpu_ratios), 2),
         })
     sizes = {side: statistics.median(r.bytes_per_event for runs_ in runs.values()
                                      for r in runs_[side])
@@ -120,10 +129,12 @@ def print_table(comparison: dict[str, Any]) -> None:
           f"{comparison['rounds']} alternating rounds, "
           f"{comparison['cpu_count']} cores; reference: {comparison['reference']}")
     print(f"{'cache':6} {'synchronous':12} {'ours/s':>9} {'reference/s':>12} {'ratio':>7}  "
-          "per-round ratios")
+          f"{'CPU us/cmd ours':>16} {'reference':>10} {'ratio':>6}  per-round ratios")
     for row in comparison["rows"]:
         print(f"{row['cache']:6} {row['synchronous']:12} {row['ours_median_per_second']:>9} "
               f"{row['reference_median_per_second']:>12} {row['ratio_median']:>6}x  "
+              f"{row['ours_cpu_us_per_command']:>16} {row['reference_cpu_us_per_command']:>10} "
+              f"{row['cpu_ratio_median']:>5}x  "
               f"{' '.join(f'{r:.2f}' for r in row['ratios'])}")
     sizes = comparison["bytes_per_event"]
     print(f"bytes on disk per event: ours {sizes['ours']}, reference {sizes['reference']}")
