@@ -25,6 +25,7 @@ unchanged.
 
 from __future__ import annotations
 
+import _thread
 import sqlite3
 import threading
 import weakref
@@ -127,6 +128,7 @@ class WriteResult:
 
     sql: str
     params: Sequence[object]
+    signal: _thread.LockType  # held until the statement is written (or its writer is to lead)
     lastrowid: int = 0
     rowcount: int = 0
     conflict: sqlite3.IntegrityError | None = None  # this statement alone was undone
@@ -149,6 +151,7 @@ class SqliteFile:
         self._write_lock = threading.Lock()
         self._pending_lock = threading.Lock()
         self._pending: list[WriteResult] = []
+        self._leading = False  # a writer is writing the queue (see execute_write)
         self._writer: sqlite3.Connection | None = None
         self._local = threading.local()
         self._readers_lock = threading.Lock()
@@ -185,23 +188,45 @@ class SqliteFile:
         """Run one write statement, in one transaction with the statements other threads submit
         meanwhile (group commit). Raises ``sqlite3.IntegrityError`` when this statement violates
         a constraint (nothing of it is written; the others are unaffected), and the translated
-        error when the transaction fails."""
-        request = WriteResult(sql, params)
+        error when the transaction fails.
+
+        One writer at a time leads: it writes everything queued so far, wakes each writer it
+        wrote for, and hands the lead to the first of those queued meanwhile. A writer that
+        waits is woken once, when its statement is written or it is to lead."""
+        request = WriteResult(sql, params, _thread.allocate_lock())
+        request.signal.acquire()
         with self._pending_lock:
             self._pending.append(request)
-        with self._write_lock:
-            # A writer that ran while we waited for the lock may have written ours too.
-            if not request.done:
-                self._write_pending()
+            lead = not self._leading
+            self._leading = True
+        if not lead:
+            request.signal.acquire()  # released by the leader: written, or our turn to lead
+        if not request.done:
+            self._lead()
         if request.failure is not None:
             raise request.failure
         if request.conflict is not None:
             raise request.conflict
         return request
 
-    def _write_pending(self) -> None:
-        with self._pending_lock:
-            batch, self._pending = self._pending, []
+    def _lead(self) -> None:
+        batch: list[WriteResult] = []
+        try:
+            with self._write_lock:  # also excludes the transactions of write()
+                with self._pending_lock:
+                    batch, self._pending = self._pending, []
+                self._write_batch(batch)
+        finally:
+            for request in batch:
+                request.done = True
+                request.signal.release()
+            with self._pending_lock:
+                if self._pending:
+                    self._pending[0].signal.release()  # not done: it leads next
+                else:
+                    self._leading = False
+
+    def _write_batch(self, batch: list[WriteResult]) -> None:
         try:
             conn = self._writer_connection()
             if len(batch) == 1:
@@ -232,9 +257,6 @@ class SqliteFile:
             for request in batch:
                 if request.failure is None:
                     request.failure = exc
-        finally:
-            for request in batch:
-                request.done = True
 
     def _write_one(self, conn: sqlite3.Connection, request: WriteResult) -> None:
         try:
