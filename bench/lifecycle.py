@@ -17,7 +17,6 @@ import json
 import sqlite3
 import sys
 import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -36,6 +35,7 @@ from domain.orders import (
     order_codec,
     order_decider,
 )
+from eventstore.clock import new_id
 from eventstore.commands import CommandContext, CommandProcessor
 from eventstore.embedded.store import EmbeddedDatabase
 
@@ -46,11 +46,10 @@ OrderProcessor = CommandProcessor[OrderCommand, OrderEvent, OrderState]
 
 
 def lifecycle(processor: OrderProcessor) -> None:
-    order_id = str(uuid.uuid4())
-    correlation = str(uuid.uuid4())
+    order_id, correlation = new_id(), new_id()  # as the HTTP functions make them
 
     def context() -> CommandContext:
-        return CommandContext(correlation, str(uuid.uuid4()))
+        return CommandContext(correlation, new_id())
 
     processor.execute(order_id, CreateOrder(order_id, "customer-1", "EUR"), context())
     added = []

@@ -231,3 +231,13 @@ def test_concurrent_appends_are_each_conflict_checked(tmp_path: Path) -> None:
         [stored] = database.events.read_stream(stream)
         assert stored in [c for c, w in zip(contenders, won, strict=True) if w]
     database.close()
+
+
+def test_a_damaged_packed_row_is_refused_on_read_and_wrapped_in_the_feed() -> None:
+    import msgpack
+
+    body = msgpack.packb(["order", "c", "k", 1, None, [[b"0" * 16, "ItemAddedToCart", 1, None,
+                                                         ["not", "an", "object"]]]])
+    with pytest.raises(ValueError, match="damaged"):
+        packing.unpack_commit("order-x", 1, body)
+    assert "parseError" in packing.document_from_row("order-x", 1, body)
