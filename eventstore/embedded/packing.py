@@ -224,11 +224,49 @@ def document_from_row(key: str | bytes, first_version: int, body: bytes | str) -
             return {"raw": body, "parseError": str(error)}
         return document if isinstance(document, dict) else {"raw": body}
     try:
-        return unpack_commit(unpack_stream_id(key), first_version, body).to_document()
+        return _document(unpack_stream_id(key), first_version, body)
     except (ValueError, TypeError, KeyError, UnicodeDecodeError, msgpack.UnpackException
             ) as error:
         return {"raw": body.hex(), "parseError": f"{type(error).__name__}: {error}",
                 "id": commit_id(_printable(key), first_version)}
+
+
+def _document(stream_id: str, first_version: int, body: bytes) -> JsonDict:
+    """``unpack_commit(...).to_document()``, built straight from the row: the change feed hands
+    out documents, and every consumer parses them itself."""
+    stream_type, correlation, causation, committed, fingerprint, events = msgpack.unpackb(body)
+    committed_at = _unpack_time(committed)
+    documents = []
+    version = first_version
+    for event_id, event_type, schema_version, occurred, data in events:
+        if type(data) is not dict or type(event_type) is not str or not event_type or \
+                type(schema_version) is not int or schema_version < 1:
+            raise ValueError(f"a damaged event at version {version} of {stream_id}")
+        documents.append({
+            "version": version,
+            "eventId": event_id if type(event_id) is str else _uuid_text(event_id),
+            "type": event_type,
+            "schemaVersion": schema_version,
+            "occurredAt": committed_at if occurred is None else _unpack_time(occurred),
+            "data": data,
+        })
+        version += 1
+    if not documents or type(stream_type) is not str or not stream_type:
+        raise ValueError(f"a damaged commit at version {first_version} of {stream_id}")
+    document: JsonDict = {
+        "id": commit_id(stream_id, first_version),
+        "streamId": stream_id,
+        "streamType": stream_type,
+        "version": version - 1,
+        "events": documents,
+        "correlationId": _unpack_id(correlation),
+        "causationId": _unpack_id(causation),
+        "committedAt": committed_at,
+    }
+    fingerprint_text = _unpack_fingerprint(fingerprint)
+    if fingerprint_text:
+        document["fingerprint"] = fingerprint_text
+    return document
 
 
 def _printable(key: str | bytes) -> str:
