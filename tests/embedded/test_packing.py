@@ -147,7 +147,7 @@ def test_a_schema_1_file_is_read_and_appended_to(tmp_path: Path) -> None:
     conn.close()
 
     database = EmbeddedDatabase(path)
-    assert database.pragma("user_version") == 2
+    assert database.pragma("user_version") == 3
     assert database.events.read_stream(old.stream_id) == [old]
     with pytest.raises(ConcurrencyError):
         database.events.append(commit_of(old.stream_id, first=1))
