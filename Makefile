@@ -64,7 +64,7 @@ checkov:
 
 test: lint typecheck pytest checkov
 
-bench: $(VENV)/.dev-installed
+bench: $(VENV)/.dev-installed node_modules/.installed
 	$(BIN)/python -m bench
 
 ORDERS ?= 1000

@@ -1,5 +1,8 @@
-"""`python -m bench`: measure the command loop, the change feed, the embedded bus and the whole
-order-to-paid flow over HTTP. Prints a table and writes bench/results/latest.json.
+"""`python -m bench`: this project side by side with the Python ``eventsourcing`` library on the
+same order lifecycle (``bench.compare``), the command loop, change feed and embedded bus, cost
+with scale and a full replay (``bench.scale``), the whole order-to-paid flow over HTTP
+(``bench.http_flow``) and the Cosmos DB requests of the pattern on the test peer
+(``bench.cosmos_costs``). Prints every figure and writes them to bench/results/latest.json.
 
 Figures depend on the machine; compare runs on the same one. Nothing here is asserted by tests.
 """
@@ -8,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -18,6 +22,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from bench import cosmos_costs, http_flow
+from bench import scale as bench_scale
+from bench.compare import compare, print_table
 from domain.orders import ORDER_STREAM, AddItemToCart, CreateOrder, order_codec, order_decider
 from eventstore.commands import CommandContext, CommandProcessor
 from eventstore.embedded.bus import EmbeddedBus
@@ -111,66 +118,77 @@ def bench_bus(workdir: Path, count: int) -> list[Result]:
                 timed("bus receive + complete (50 at a time)", count, receive)]
 
 
-def bench_flow(orders: int) -> list[Result]:
-    """Order to Paid over HTTP against `python -m devhost` (acquirer delay 0)."""
-    from tests.e2e.localhost import LocalHost, poll
-
-    with tempfile.TemporaryDirectory() as tmp:
-        host = LocalHost(Path(tmp) / "data", {"PAYMENTS_ACQUIRER_DELAY_MS": "0"}).start()
-        try:
-            client = host.client
-
-            def one(_: int) -> float:
-                order = client.post("/orders", json={"customerId": "c", "currency": "EUR"})
-                order_id = order.json()["orderId"]
-                for n in range(4):
-                    client.post(f"/orders/{order_id}/items",
-                                json={"productId": f"p{n}", "quantity": 1, "unitPrice": 100})
-                payment = client.post(f"/orders/{order_id}/checkout").json()["paymentId"]
-                started = time.perf_counter()
-                client.post(f"/payments/{payment}/authorize")
-                poll(lambda: client.get(f"/orders/{order_id}").json()["status"] == "Paid", 30,
-                     "Paid", interval=0.01)
-                return time.perf_counter() - started
-
-            results = []
-            for concurrency in (1, 4):
-                def run(workers: int = concurrency) -> list[float]:
-                    with ThreadPoolExecutor(workers) as pool:
-                        return list(pool.map(one, range(orders)))
-
-                results.append(timed(f"authorize -> Paid over HTTP, {concurrency} flow(s) at once",
-                                     orders, run))
-            return results
-        finally:
-            host.stop()
-
-
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--commands", type=int, default=5000, help="commands per run")
     parser.add_argument("--messages", type=int, default=5000, help="bus messages")
-    parser.add_argument("--orders", type=int, default=40, help="orders through the HTTP flow")
+    parser.add_argument("--flow-clients", type=int, default=8, help="clients of the HTTP flow")
+    parser.add_argument("--flow-seconds", type=float, default=60, help="length of the HTTP flow")
+    parser.add_argument("--add-items", type=int, default=2000,
+                        help="add-item requests timed with one client")
     parser.add_argument("--skip-http", action="store_true", help="skip the local-host flow")
-    args = parser.parse_args(argv)
+    parser.add_argument("--scale-streams", default="1000,100000",
+                        help="stream counts of the scale benchmark (comma-separated)")
+    parser.add_argument("--skip-scale", action="store_true", help="skip the scale benchmark")
+    parser.add_argument("--skip-cosmos", action="store_true",
+                        help="skip the Cosmos DB request counts (needs `npm ci`)")
+    parser.add_argument("--rounds", type=int, default=5, help="rounds of the comparison")
+    parser.add_argument("--compare-orders", type=int, default=400,
+                        help="order lifecycles per comparison run")
+    parser.add_argument("--compare-clients", default="1,8",
+                        help="client threads of the comparison runs (comma-separated)")
+    parser.add_argument("--skip-compare", action="store_true",
+                        help="skip the comparison with the reference library")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     results: list[Result] = []
+    comparisons: list[dict[str, Any]] = []
+    if not args.skip_compare:
+        for clients in (int(c) for c in args.compare_clients.split(",")):
+            print(f"comparing with the reference library ({clients} client(s))...",
+                  file=sys.stderr, flush=True)
+            comparisons.append(compare(args.rounds, args.compare_orders, clients))
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         print("benchmarking the command loop...", file=sys.stderr, flush=True)
         results += bench_commands(workdir, args.commands)
         print("benchmarking the embedded bus...", file=sys.stderr, flush=True)
         results += bench_bus(workdir, args.messages)
+    scale: dict[str, Any] | None = None
+    if not args.skip_scale:
+        print("benchmarking cost with scale and a full replay...", file=sys.stderr, flush=True)
+        scale = bench_scale.run([int(n) for n in args.scale_streams.split(",")], 2000)
+    flow: dict[str, Any] | None = None
     if not args.skip_http:
         print("benchmarking the order flow over HTTP...", file=sys.stderr, flush=True)
-        results += bench_flow(args.orders)
+        flow = http_flow.run(args.flow_clients, args.flow_seconds, args.add_items)
+    cosmos: list[dict[str, Any]] | None = None
+    if not args.skip_cosmos:
+        print("counting Cosmos DB requests on the test peer...", file=sys.stderr, flush=True)
+        cosmos = cosmos_costs.run()
     print(f"{'benchmark':52} {'ops':>7} {'ops/s':>10} {'p50 ms':>9} {'p99 ms':>9}")
     for r in results:
         print(f"{r['benchmark']:52} {r['operations']:>7} {r['per_second']:>10} "
               f"{r['p50_ms'] if r['p50_ms'] is not None else '-':>9} "
               f"{r['p99_ms'] if r['p99_ms'] is not None else '-':>9}")
+    for comparison in comparisons:
+        print_table(comparison)
+    if scale is not None:
+        bench_scale.print_figures(scale)
+    if flow is not None:
+        http_flow.print_figures(flow)
+    if cosmos is not None:
+        cosmos_costs.print_figures(cosmos)
     out = Path(__file__).parent / "results"
     out.mkdir(exist_ok=True)
-    (out / "latest.json").write_text(json.dumps(results, indent=2))
+    (out / "latest.json").write_text(json.dumps(
+        {"cpu_count": os.cpu_count(), "load_average": os.getloadavg(),
+         "comparison": comparisons, "benchmarks": results, "scale": scale,
+         "http_flow": flow, "cosmos": cosmos}, indent=2))
+    print(f"\nevery figure: {out / 'latest.json'}")
     return 0
 
 

@@ -22,7 +22,7 @@ from devhost.datadir import DataDirectory, DataDirectoryError
 from devhost.feed import feed_processor
 from devhost.http import FunctionsHttpApp, HttpLimits, StrictHttpProtocol
 from devhost.indexing import AppIndex, index_app, load_app
-from devhost.invocations import print_line
+from devhost.invocations import flush_lines, print_line
 from eventstore.changefeed import ChangeFeedProcessor, ProcessorOptions
 
 if TYPE_CHECKING:
@@ -115,6 +115,19 @@ class _Server(uvicorn.Server):
             print(self._banner, flush=True)
 
 
+def _stop_workers(stop: threading.Event, http_app: FunctionsHttpApp,
+                  processors: list[ChangeFeedProcessor], threads: list[threading.Thread]
+                  ) -> None:
+    stop.set()
+    http_app.close()
+    for processor in processors:
+        processor.request_stop()
+    for processor in processors:
+        processor.stop()  # releases its leases: the other hosts take over at once
+    for thread in threads:
+        thread.join(timeout=10)
+
+
 def run(options: HostOptions) -> int:
     """Run until Ctrl-C; the exit code is 1 when the HTTP server could not start."""
     index, _ = prepare(options)
@@ -141,8 +154,9 @@ def run(options: HostOptions) -> int:
             data.register(files)
         prefix = route_prefix(options.app_dir)
         StrictHttpProtocol.header_timeout = options.limits.header_timeout
+        http_app = FunctionsHttpApp(index.http, prefix, options.limits)
         config = uvicorn.Config(
-            FunctionsHttpApp(index.http, prefix, options.limits), host=options.host,
+            http_app, host=options.host,
             port=options.port, log_level="warning", access_log=False, lifespan="off",
             http=StrictHttpProtocol,
             loop="uvloop" if importlib.util.find_spec("uvloop") else "asyncio")
@@ -160,16 +174,11 @@ def run(options: HostOptions) -> int:
         except SystemExit:  # uvicorn exits when it cannot bind; say so below, once
             pass
         finally:
-            stop.set()
-            for processor in processors:
-                processor.request_stop()
-            for processor in processors:
-                processor.stop()  # releases its leases: the other hosts take over at once
-            for thread in threads:
-                thread.join(timeout=10)
+            _stop_workers(stop, http_app, processors, threads)
     finally:
         if chaos is not None:
             print_line(chaos.summary())
+        flush_lines()  # every invocation's line before the host says it stopped
         runtime.shutdown()
         data.release()
         print("Host stopped.", flush=True)

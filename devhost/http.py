@@ -12,7 +12,9 @@ What it guarantees, where a plain ASGI framework would not:
 - a client that disconnects mid-request is not an error.
 
 Function code is synchronous, so each request runs in a worker thread (as the Python worker runs
-functions in its thread pool); the event loop stays free for other requests.
+functions in its thread pool); the event loop stays free for other requests. The pool is a plain
+``ThreadPoolExecutor``: handing a request to it costs about half of what ``anyio.to_thread``
+costs, which on this path is most of the host's own time per request.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable, MutableMapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -76,13 +79,17 @@ class FunctionsHttpApp:
         prefix = route_prefix.strip("/")
         self._prefix = f"/{prefix}" if prefix else ""
         self._limits = limits or HttpLimits()
-        self._limiter = anyio.CapacityLimiter(WORKER_THREADS)
+        self._workers = ThreadPoolExecutor(WORKER_THREADS, thread_name_prefix="http")
         # Routes are tried only among those with the same number of segments (most specific
         # first, as the list comes sorted), not one regex per route for every request.
         self._by_length: dict[int, list[HttpSpec]] = {}
         for spec in specs:
             self._by_length.setdefault(spec.route.strip("/").count("/") + 1, []).append(spec)
         self._catch_all = [s for s in specs if "{*" in s.route]
+
+    def close(self) -> None:
+        """Let the worker threads end once their requests are done (without waiting here)."""
+        self._workers.shutdown(wait=False)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -141,7 +148,7 @@ class FunctionsHttpApp:
             return invoke(spec.name, spec.call, {spec.arg_name: req}, describe=describe)
 
         try:
-            result = await anyio.to_thread.run_sync(call, limiter=self._limiter)
+            result = await asyncio.get_running_loop().run_in_executor(self._workers, call)
         except Exception:
             log.exception("function %s failed", spec.name)
             await _send_problem(send, 500, "Internal error", f"function {spec.name} failed")

@@ -11,6 +11,7 @@ import re
 
 MAX_ID_LENGTH = 100
 RESOURCE_ID_PATTERN = re.compile(rf"[A-Za-z0-9][A-Za-z0-9._-]{{0,{MAX_ID_LENGTH - 1}}}")
+_CONTROL_CHARACTER = re.compile("[\x00-\x1f\x7f]")
 MAX_REASON_LENGTH = 500
 # Cosmos DB refuses these in a document id; an id that also names a document must avoid them.
 DOCUMENT_ID_FORBIDDEN = frozenset("/\\?#")
@@ -86,7 +87,7 @@ def require_id(value: object, field: str) -> str:
             f"{field} must be at most {MAX_ID_LENGTH} characters, got {len(value)}", field
         )
     # Ids end up in stream ids, document ids, message ids and logs, where these break things.
-    if any(ord(char) < 32 or ord(char) == 127 for char in value):
+    if _CONTROL_CHARACTER.search(value):
         raise InvalidCommand(f"{field} must not contain control characters", field)
     return value
 

@@ -55,18 +55,31 @@ class CommandContext:
     fingerprint: str | None = None
 
 
+# The canonical form is stored (in each commit's fingerprint) and compared with later retries:
+# it must never change. One encoder, as json.dumps() builds a new one per call for these options.
+_canonical = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                              default=str).encode
+_PLAIN = (str, int, float, bool, type(None))
+_field_names: dict[type, tuple[str, ...]] = {}
+
+
 def fingerprint(kind: str, *content: object) -> str:
     """A short, stable digest of what a request asks: its kind and its content."""
-    canonical = json.dumps([kind, *content], sort_keys=True, separators=(",", ":"),
-                           ensure_ascii=False, default=str)
-    digest = hashlib.sha256(canonical.encode("utf-8")).digest()[:15]
+    digest = hashlib.sha256(_canonical([kind, *content]).encode("utf-8")).digest()[:15]
     return base64.urlsafe_b64encode(digest).decode("ascii")
 
 
 def command_fingerprint(command: object) -> str:
-    fields = dataclasses.asdict(command) if dataclasses.is_dataclass(command) and \
-        not isinstance(command, type) else repr(command)
-    return fingerprint(type(command).__name__, fields)
+    kind = type(command)
+    if not dataclasses.is_dataclass(command) or isinstance(command, type):
+        return fingerprint(kind.__name__, repr(command))
+    names = _field_names.get(kind)
+    if names is None:
+        names = _field_names[kind] = tuple(f.name for f in dataclasses.fields(command))
+    fields = {name: getattr(command, name) for name in names}
+    if not all(isinstance(value, _PLAIN) for value in fields.values()):
+        fields = dataclasses.asdict(command)  # nested values: exactly what asdict makes of them
+    return fingerprint(kind.__name__, fields)
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar, cast, get_args
 
 import azure.functions as func
+import orjson
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, RootModel, ValidationError
 from pydantic.config import JsonDict
 
@@ -129,11 +130,20 @@ PROBLEM_STATUSES: dict[int, str] = {
 }
 
 
-def _encode(body: Any) -> str:
+def json_bytes(body: Any) -> bytes:
+    """Compact UTF-8 JSON (orjson; the standard library for what orjson refuses, such as an
+    integer beyond 64 bits)."""
+    try:
+        return orjson.dumps(body, option=orjson.OPT_NON_STR_KEYS)
+    except TypeError:
+        return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _encode(body: Any) -> bytes:
     """The one JSON encoding of every response body."""
     if isinstance(body, BaseModel):
         body = body.model_dump(mode="json", exclude_unset=True)
-    return json.dumps(body, separators=(",", ":"))
+    return json_bytes(body)
 
 
 def json_response(body: Any, status: int = 200, headers: Mapping[str, str] | None = None

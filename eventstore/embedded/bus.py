@@ -21,7 +21,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -309,8 +309,13 @@ class EmbeddedBus:
         self.path = Path(path)
         self._clock = clock
         self._poll_interval = poll_interval
-        self._cond = threading.Condition()
+        # Receivers wait per entity path, so a send wakes as many receivers of its paths as it
+        # stored messages there, not every receiver of every entity (each of which would run a
+        # write transaction to find nothing).
+        self._lock = threading.Lock()
+        self._waits: dict[str, threading.Condition] = {}
         self._generation = 0  # bumped on every local change that can make a message receivable
+        self._path_generations: dict[str, int] = {}  # likewise, per entity path
         self._waiting_receivers = 0
         self._closed = False
         self._last_purge = float("-inf")
@@ -368,10 +373,23 @@ class EmbeddedBus:
         with self._file.write() as conn:
             return conn.execute(sql, params).rowcount
 
-    def _notify(self) -> None:
-        with self._cond:
-            self._generation += 1
-            self._cond.notify_all()
+    def _notify(self, stored: Mapping[str, int] | None = None) -> None:
+        """Wake receivers: of every path, or (``stored``) as many of each path as it got
+        messages."""
+        with self._lock:
+            if stored is None:
+                self._generation += 1
+                for every in self._waits.values():
+                    every.notify_all()
+                return
+            for path, count in stored.items():
+                self._path_generations[path] = self._path_generations.get(path, 0) + 1
+                wait = self._waits.get(path)
+                if wait is not None:
+                    wait.notify(count)
+
+    def _changes(self, stored_path: str) -> tuple[int, int]:
+        return self._generation, self._path_generations.get(stored_path, 0)
 
     # -- entities ---------------------------------------------------------------------------
 
@@ -539,7 +557,10 @@ class EmbeddedBus:
                 conn.execute(_PURGE_DUPLICATES, (now,))
                 self._last_purge = now
         if rows:
-            self._notify()
+            stored: dict[str, int] = {}
+            for row in rows:
+                stored[row[0]] = stored.get(row[0], 0) + 1
+            self._notify(stored)
 
     def _send_targets(self, conn: sqlite3.Connection, destination: str) -> tuple[float, list[str]]:
         entity = self._find_entity(conn, destination)
@@ -573,9 +594,10 @@ class EmbeddedBus:
         # Real elapsed time, not the injected clock: this is how long the caller is blocked.
         deadline = time.monotonic() + max(timeout, 0.0)
         first_attempt = True
+        stored_path = base_path + DEAD_LETTER_QUEUE_SUFFIX if dead_letter else base_path
         while True:
-            with self._cond:
-                generation = self._generation
+            with self._lock:
+                generation = self._changes(stored_path)
             if self._closed and not first_attempt:
                 return []  # closed while this receiver was waiting
             first_attempt = False
@@ -583,15 +605,16 @@ class EmbeddedBus:
             remaining = deadline - time.monotonic()
             if received or remaining <= 0:
                 return received
-            with self._cond:
+            with self._lock:
                 if self._closed:
                     return []
                 # Only wait if nothing changed locally since the attempt started; otherwise a
                 # send that landed in between would be missed until the next poll.
-                if self._generation == generation:
+                if self._changes(stored_path) == generation:
+                    wait = self._waits.setdefault(stored_path, threading.Condition(self._lock))
                     self._waiting_receivers += 1
                     try:
-                        self._cond.wait(min(remaining, self._poll_interval))
+                        wait.wait(min(remaining, self._poll_interval))
                     finally:
                         self._waiting_receivers -= 1
 

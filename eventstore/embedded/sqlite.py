@@ -10,7 +10,12 @@ readers, across threads and processes. ``SqliteFile`` gives
   ``BEGIN IMMEDIATE`` transaction (a deferred read-then-write transaction can fail at once with
   SQLITE_BUSY under WAL when another process committed in between);
 - one **reader** connection per thread: SQLite runs statements with the GIL released, so reads
-  proceed in parallel with each other and with the writer.
+  proceed in parallel with each other and with the writer;
+- **group commit** for single-statement writes (``execute_write``): the statements that arrive
+  while a transaction is being written wait, and the next writer runs all of them in one
+  transaction with one sync. Each statement is still atomic on its own: a constraint violation
+  (e.g. a commit id that exists) undoes that statement only, and is reported to its caller
+  alone.
 
 Busy/locked failures (another process holding the write lock past the busy timeout) become the
 kernel's ``TransientError``; a full disk, a read-only file or I/O errors become
@@ -20,11 +25,13 @@ unchanged.
 
 from __future__ import annotations
 
+import _thread
 import sqlite3
 import threading
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
 
@@ -50,6 +57,9 @@ _STORAGE_FAILURES = {
 
 class EmbeddedClosedError(RuntimeError):
     """The embedded database (or bus) was closed."""
+
+
+SYNCHRONOUS_LEVELS = ("NORMAL", "FULL")
 
 
 def connect(path: Path) -> sqlite3.Connection:
@@ -112,15 +122,36 @@ def raise_translated(exc: sqlite3.Error, path: Path | None = None) -> NoReturn:
     raise translated from exc
 
 
+@dataclass(eq=False, slots=True)
+class WriteResult:
+    """The outcome of one statement of a group commit."""
+
+    sql: str
+    params: Sequence[object]
+    signal: _thread.LockType  # held until the statement is written (or its writer is to lead)
+    lastrowid: int = 0
+    rowcount: int = 0
+    conflict: sqlite3.IntegrityError | None = None  # this statement alone was undone
+    failure: BaseException | None = None  # the whole transaction failed
+    done: bool = False
+
+
 class SqliteFile:
     """A SQLite file shared by the threads of one process: one writer behind a lock, one reader
     per thread (see the module docstring)."""
 
-    def __init__(self, path: Path, on_connect: Callable[[sqlite3.Connection], None] | None = None
-                 ) -> None:
+    def __init__(self, path: Path, on_connect: Callable[[sqlite3.Connection], None] | None = None,
+                 synchronous: str = "NORMAL") -> None:
+        if synchronous not in SYNCHRONOUS_LEVELS:
+            raise ValueError(
+                f"synchronous must be one of {SYNCHRONOUS_LEVELS}, got {synchronous!r}")
         self.path = path
+        self._synchronous = synchronous
         self._on_connect = on_connect
         self._write_lock = threading.Lock()
+        self._pending_lock = threading.Lock()
+        self._pending: list[WriteResult] = []
+        self._leading = False  # a writer is writing the queue (see execute_write)
         self._writer: sqlite3.Connection | None = None
         self._local = threading.local()
         self._readers_lock = threading.Lock()
@@ -152,6 +183,90 @@ class SqliteFile:
                 if isinstance(exc, sqlite3.IntegrityError):
                     raise  # the caller's business (e.g. a commit id that already exists)
                 raise_translated(exc, self.path)
+
+    def execute_write(self, sql: str, params: Sequence[object]) -> WriteResult:
+        """Run one write statement, in one transaction with the statements other threads submit
+        meanwhile (group commit). Raises ``sqlite3.IntegrityError`` when this statement violates
+        a constraint (nothing of it is written; the others are unaffected), and the translated
+        error when the transaction fails.
+
+        One writer at a time leads: it writes everything queued so far, wakes each writer it
+        wrote for, and hands the lead to the first of those queued meanwhile. A writer that
+        waits is woken once, when its statement is written or it is to lead."""
+        request = WriteResult(sql, params, _thread.allocate_lock())
+        request.signal.acquire()
+        with self._pending_lock:
+            self._pending.append(request)
+            lead = not self._leading
+            self._leading = True
+        if not lead:
+            request.signal.acquire()  # released by the leader: written, or our turn to lead
+        if not request.done:
+            self._lead()
+        if request.failure is not None:
+            raise request.failure
+        if request.conflict is not None:
+            raise request.conflict
+        return request
+
+    def _lead(self) -> None:
+        batch: list[WriteResult] = []
+        try:
+            with self._write_lock:  # also excludes the transactions of write()
+                with self._pending_lock:
+                    batch, self._pending = self._pending, []
+                self._write_batch(batch)
+        finally:
+            for request in batch:
+                request.done = True
+                request.signal.release()
+            with self._pending_lock:
+                if self._pending:
+                    self._pending[0].signal.release()  # not done: it leads next
+                else:
+                    self._leading = False
+
+    def _write_batch(self, batch: list[WriteResult]) -> None:
+        try:
+            conn = self._writer_connection()
+            if len(batch) == 1:
+                # Alone: an autocommit statement is its own write transaction (SQLite takes the
+                # write lock when the statement starts, as BEGIN IMMEDIATE would).
+                self._write_one(conn, batch[0])
+                return
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                for request in batch:
+                    try:
+                        cursor = conn.execute(request.sql, request.params)
+                    except sqlite3.IntegrityError as exc:
+                        request.conflict = exc
+                        continue
+                    request.lastrowid, request.rowcount = cursor.lastrowid or 0, cursor.rowcount
+                conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                for request in batch:
+                    request.failure = translate_error(exc, self.path)
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+        except BaseException as exc:
+            for request in batch:
+                if request.failure is None:
+                    request.failure = exc
+
+    def _write_one(self, conn: sqlite3.Connection, request: WriteResult) -> None:
+        try:
+            cursor = conn.execute(request.sql, request.params)
+        except sqlite3.IntegrityError as exc:
+            request.conflict = exc
+        except sqlite3.Error as exc:
+            request.failure = translate_error(exc, self.path)
+        else:
+            request.lastrowid, request.rowcount = cursor.lastrowid or 0, cursor.rowcount
 
     def read(self) -> sqlite3.Connection:
         """This thread's reader connection (opened on first use). Wrap the statements in
@@ -187,12 +302,15 @@ class SqliteFile:
 
     def _connect(self) -> sqlite3.Connection:
         conn = connect(self.path)
-        if self._on_connect is not None:
-            try:
+        try:
+            if self._synchronous != "NORMAL":
+                # FULL (an fsync per commit): to measure against stores that default to it.
+                conn.execute(f"PRAGMA synchronous = {self._synchronous}")
+            if self._on_connect is not None:
                 self._on_connect(conn)
-            except BaseException:
-                conn.close()
-                raise
+        except BaseException:
+            conn.close()
+            raise
         return conn
 
     def _close_readers_of_dead_threads(self) -> None:

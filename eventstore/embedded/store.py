@@ -2,13 +2,15 @@
 
 Same semantics as the Cosmos DB adapters:
 
-- ``commits`` holds one row per commit, the commit document as JSON, with
+- ``commits`` holds one row per commit, the commit in the compact form of
+  ``eventstore.embedded.packing`` (every field of the commit document, packed), with
   UNIQUE (stream_id, first_version): the equivalent of the Cosmos id
   ``"{streamId}:{firstVersion}"``, so a writer that decided from a stale version collides and
-  gets ``ConcurrencyError``.
-- ``seq INTEGER PRIMARY KEY AUTOINCREMENT`` is the global commit order. SQLite has one writer at
-  a time, so a lower sequence never becomes visible after a higher one: a reader never skips a
-  commit.
+  gets ``ConcurrencyError``. Appends that arrive together share one transaction (group commit,
+  see ``SqliteFile.execute_write``), each still its own conflict-checked insert.
+- ``seq INTEGER PRIMARY KEY`` (the rowid) is the global commit order. Commits are never deleted,
+  so a new row always gets a higher sequence; SQLite has one writer at a time, so a lower
+  sequence never becomes visible after a higher one: a reader never skips a commit.
 - The change feed is split into ``feed_ranges`` ranges, fixed when the file is created (the app
   passes ``EMBEDDED_FEED_RANGES``): a stream belongs to range ``hash(streamId) * N >> 64`` (a
   stable 64-bit BLAKE2b hash, so contiguous slices of the hash space as Cosmos DB's feed ranges
@@ -29,6 +31,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import sqlite3
 import threading
@@ -40,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from eventstore.commit import Commit, JsonDict
+from eventstore.embedded.packing import document_from_row, pack_body, pack_stream_id, unpack_commit
 from eventstore.embedded.sqlite import SqliteFile
 from eventstore.errors import ConcurrencyError
 from eventstore.ports import (
@@ -52,19 +56,20 @@ from eventstore.ports import (
     StreamInfo,
 )
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3  # 2: feed ranges; 3: packed rows (stream ids and bodies, see packing.py)
 
 UNPARTITIONED = 1
 """Feed ranges of a file created without a count: one range, the global commit order."""
 MAX_FEED_RANGES = 256
 
+# stream_id and document have no declared type: each holds TEXT or BLOB (see packing.py).
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS commits (
-    seq           INTEGER PRIMARY KEY AUTOINCREMENT,
-    stream_id     TEXT    NOT NULL,
+    seq           INTEGER PRIMARY KEY,
+    stream_id     NOT NULL,
     first_version INTEGER NOT NULL,
     last_version  INTEGER NOT NULL,
-    document      TEXT    NOT NULL,
+    document      NOT NULL,
     feed_range    INTEGER NOT NULL,
     UNIQUE (stream_id, first_version)
 );
@@ -110,7 +115,8 @@ _INSERT_COMMIT = (
     " VALUES (?, ?, ?, ?, ?)"
 )
 _SELECT_RANGE = (
-    "SELECT seq, document FROM commits WHERE feed_range = ? AND seq > ? ORDER BY seq LIMIT ?"
+    "SELECT seq, stream_id, first_version, document FROM commits WHERE feed_range = ? AND seq > ?"
+    " ORDER BY seq LIMIT ?"
 )
 _SELECT_RANGE_HEAD = "SELECT max(seq) FROM commits WHERE feed_range = ?"
 _LEASE_COLUMNS = "prefix, range_id, owner, continuation, expires_at, etag"
@@ -125,9 +131,13 @@ _REPLACE_LEASE = (
     " WHERE prefix = ? AND range_id = ? AND etag = ?"
 )
 _SELECT_STREAM = (
-    "SELECT document FROM commits WHERE stream_id = ? AND last_version > ? ORDER BY first_version"
+    "SELECT first_version, document FROM commits WHERE stream_id = ? AND last_version > ?"
+    " ORDER BY first_version"
 )
-_SELECT_FEED = "SELECT seq, document FROM commits WHERE seq > ? ORDER BY seq LIMIT ?"
+_SELECT_FEED = (
+    "SELECT seq, stream_id, first_version, document FROM commits WHERE seq > ? ORDER BY seq"
+    " LIMIT ?"
+)
 _SELECT_HEAD = "SELECT max(seq) FROM commits"
 _SELECT_CHECKPOINT = "SELECT checkpoint FROM checkpoints WHERE consumer = ?"
 _UPSERT_CHECKPOINT = (
@@ -172,14 +182,11 @@ POLL_INTERVAL = 0.25
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
-def _loads_document(text: str) -> JsonDict:
-    """A stored commit document; what is not even a JSON object is handed on wrapped, so the
-    consumer parks it with its raw text instead of the read failing."""
-    try:
-        document = json.loads(text)
-    except ValueError as error:
-        return {"raw": text, "parseError": str(error)}
-    return document if isinstance(document, dict) else {"raw": text}
+def _documents(rows: list[tuple[Any, ...]]) -> list[JsonDict]:
+    """Feed rows ``(seq, stream key, first version, body)`` as commit documents; a row that is
+    not even a commit is handed on wrapped, so the consumer parks it instead of the read
+    failing."""
+    return [document_from_row(key, first, body) for _, key, first, body in rows]
 
 
 def feed_range_of(stream_id: str, ranges: int) -> int:
@@ -225,11 +232,10 @@ class SqliteEventStore:
 
     def append(self, commit: Commit) -> None:
         feed_range = feed_range_of(commit.stream_id, self.feed_range_count)
-        row = (commit.stream_id, commit.first_version, commit.version,
-               _dumps(commit.to_document()), feed_range)
+        row = (pack_stream_id(commit.stream_id), commit.first_version, commit.version,
+               pack_body(commit), feed_range)
         try:
-            with self._file.write() as conn:
-                cursor = conn.execute(_INSERT_COMMIT, row)
+            written = self._file.execute_write(_INSERT_COMMIT, row)
         except sqlite3.IntegrityError as exc:
             if getattr(exc, "sqlite_errorname", "SQLITE_CONSTRAINT_UNIQUE") != (
                 "SQLITE_CONSTRAINT_UNIQUE"
@@ -239,7 +245,7 @@ class SqliteEventStore:
                 f"commit {commit.id} already exists: stream {commit.stream_id!r} moved past "
                 f"version {commit.first_version - 1}"
             ) from exc
-        seq = cursor.lastrowid or 0
+        seq = written.lastrowid
         with self._appended:
             self._head = max(self._head, seq)
             self._range_heads[feed_range] = max(self._range_heads[feed_range], seq)
@@ -247,9 +253,10 @@ class SqliteEventStore:
             self._appended.notify_all()
 
     def read_stream(self, stream_id: str, after_version: int = 0) -> list[Commit]:
+        key = pack_stream_id(stream_id)
         with self._file.translated():
-            rows = self._file.read().execute(_SELECT_STREAM, (stream_id, after_version)).fetchall()
-        return [Commit.from_document(json.loads(document)) for (document,) in rows]
+            rows = self._file.read().execute(_SELECT_STREAM, (key, after_version)).fetchall()
+        return [unpack_commit(stream_id, first, body) for first, body in rows]
 
     # -- PartitionedFeed ----------------------------------------------------------------------
 
@@ -269,8 +276,7 @@ class SqliteEventStore:
             rows = self._file.read().execute(_SELECT_RANGE, (index, after, max_items)).fetchall()
         if not rows:
             return FeedPage(documents=[], checkpoint=continuation)
-        return FeedPage(documents=[_loads_document(document) for _, document in rows],
-                        checkpoint=f"{index}:{rows[-1][0]}")
+        return FeedPage(documents=_documents(rows), checkpoint=f"{index}:{rows[-1][0]}")
 
     def wait_for_range(self, feed_range: FeedRange, continuation: str | None,
                        timeout: float) -> bool:
@@ -316,7 +322,7 @@ class SqliteEventStore:
             rows = self._file.read().execute(_SELECT_FEED, (after, max_items)).fetchall()
         if not rows:
             return FeedPage(documents=[], checkpoint=checkpoint)
-        return FeedPage(documents=[_loads_document(document) for _, document in rows],
+        return FeedPage(documents=_documents(rows),
                         checkpoint=str(rows[-1][0]))
 
     def head_checkpoint(self) -> str | None:
@@ -468,14 +474,14 @@ class SqliteViewStore:
         return StoredView(document=json.loads(document), etag=str(etag))
 
     def put(self, view_id: str, document: JsonDict, etag: str | None) -> str:
-        new_etag = uuid.uuid4().hex
+        new_etag = os.urandom(16).hex()  # a random ETag, as uuid4().hex but cheaper
         body = _dumps(document)
         try:
-            with self._file.write() as conn:
-                if etag is None:
-                    conn.execute(_INSERT_VIEW, (view_id, body, new_etag))
-                    return new_etag
-                changed = conn.execute(_REPLACE_VIEW, (body, new_etag, view_id, etag)).rowcount
+            if etag is None:
+                self._file.execute_write(_INSERT_VIEW, (view_id, body, new_etag))
+                return new_etag
+            changed = self._file.execute_write(_REPLACE_VIEW,
+                                               (body, new_etag, view_id, etag)).rowcount
         except sqlite3.IntegrityError as exc:
             raise ConcurrencyError(f"view {view_id!r} already exists") from exc
         if changed != 1:
@@ -564,6 +570,12 @@ def _upgrade(conn: sqlite3.Connection, version: int, feed_ranges: int) -> None:
                              lambda stream_id: feed_range_of(stream_id, feed_ranges),
                              deterministic=True)
         conn.execute("UPDATE commits SET feed_range = feed_range_of(stream_id)")
+    if 1 <= version <= 2:
+        # Older rows stay JSON documents (still read as such); their stream ids are packed, so
+        # appends and reads find them under the same keys as new rows.
+        conn.create_function("pack_stream_id", 1, pack_stream_id, deterministic=True)
+        conn.execute("UPDATE commits SET stream_id = pack_stream_id(stream_id)"
+                     " WHERE typeof(stream_id) = 'text'")
     # One statement at a time: executescript() would COMMIT our transaction first.
     for statement in _SCHEMA.split(";"):
         if statement.strip():
@@ -580,13 +592,16 @@ class EmbeddedDatabase:
     would have.
 
     ``feed_ranges`` splits a new file's change feed (None: one range); an existing file keeps
-    the count it was created with, and asking for another raises ``FeedRangesMismatch``."""
+    the count it was created with, and asking for another raises ``FeedRangesMismatch``.
+    ``synchronous`` is SQLite's durability level of this process's connections (NORMAL, or FULL
+    to measure against stores that default to it)."""
 
-    def __init__(self, path: str | Path, feed_ranges: int | None = None) -> None:
+    def __init__(self, path: str | Path, feed_ranges: int | None = None, *,
+                 synchronous: str = "NORMAL") -> None:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path.resolve()
-        self._file = SqliteFile(self.path)
+        self._file = SqliteFile(self.path, synchronous=synchronous)
         try:
             ranges = _open_schema(self._file, feed_ranges)
         except BaseException:
@@ -600,6 +615,14 @@ class EmbeddedDatabase:
     @property
     def closed(self) -> bool:
         return self._file.closed
+
+    def pragma(self, name: str) -> object:
+        """A setting as this process's connections see it (e.g. ``synchronous``)."""
+        if not name.isidentifier():
+            raise ValueError(f"not a pragma name: {name!r}")
+        with self._file.translated():
+            row = self._file.read().execute(f"PRAGMA {name}").fetchone()
+        return None if row is None else row[0]
 
     def close(self) -> None:
         """Close every connection; a shared instance is also dropped from the process cache."""

@@ -40,6 +40,7 @@ from app.bootstrap import ORDER_VIEW, PAYMENT_VIEW
 from domain import orders, payments
 from eventstore.commit import Commit, message_id
 from eventstore.embedded.bus import EmbeddedBus, subscription_path
+from eventstore.embedded.packing import unpack_stream_id
 from eventstore.embedded.store import EmbeddedDatabase, feed_range_of
 from eventstore.ports import OutboundMessage
 from eventstore.projection import PROJECTOR_FIELD, projection_from_stream
@@ -490,8 +491,8 @@ def verify(config: SoakConfig, data: Path, flows: list[Flow], poison_document: s
         problems.extend(view_mismatches(payments_db, PAYMENT_VIEW,
                                         [p for f in flows for p, _ in f.payments]))
         asked = {payments.PAYMENT_STREAM.stream_id(p) for f in flows for p, _ in f.payments}
-        stored = {s for (s,) in _rows(data / "payments.db",
-                                      "SELECT DISTINCT stream_id FROM commits")}
+        stored = {unpack_stream_id(s) for (s,) in _rows(data / "payments.db",
+                                                        "SELECT DISTINCT stream_id FROM commits")}
         if stored != asked:
             problems.append(f"payments nobody asked for: {sorted(stored - asked)}; "
                             f"missing: {sorted(asked - stored)}")

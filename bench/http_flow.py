@@ -1,0 +1,215 @@
+"""The whole flow over HTTP against the local host (``python -m devhost``, acquirer delay 0).
+
+- **add-item, one client**: the round trip of one add-item request with nothing else running;
+- **order flow, N clients for S seconds**: each client creates an order, adds 4 items, deletes
+  one, checks out and authorizes the payment, then waits until the order is Paid; it reports
+  complete orders per second, authorize -> Paid latency (until the order's projection shows
+  Paid), and the projection lag: from the 2xx of the last add-item until the projection (what
+  ``GET /orders/{id}`` answers with ``X-View-Source: projection``) has that version.
+
+The clients use the standard library's ``http.client`` with one kept-alive connection each, so the
+client's own cost stays small next to the host's. Waiting watches the projection in the host's
+data file (a read-only SQLite reader in this process, every half millisecond) instead of polling
+the API, which would load the host it measures; each wait ends with one ``GET`` through the API
+that must agree.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import sqlite3
+import statistics
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+POLL_SECONDS = 0.0005
+
+
+class Client:
+    """One kept-alive HTTP/1.1 connection to the host."""
+
+    def __init__(self, port: int) -> None:
+        self._connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+
+    def request(self, method: str, path: str, body: dict[str, Any] | None = None
+                ) -> tuple[int, dict[str, str], Any]:
+        payload = json.dumps(body).encode() if body is not None else None
+        headers = {"content-type": "application/json"} if payload is not None else {}
+        self._connection.request(method, f"/api{path}", body=payload, headers=headers)
+        response = self._connection.getresponse()
+        raw = response.read()
+        return (response.status, {k.lower(): v for k, v in response.getheaders()},
+                json.loads(raw) if raw else None)
+
+    def ok(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        status, _, document = self.request(method, path, body)
+        if status >= 300:
+            raise RuntimeError(f"{method} {path} answered {status}: {document}")
+        return document
+
+    def close(self) -> None:
+        self._connection.close()
+
+
+def wait_until(probe: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not probe():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"timed out waiting for {what}")
+        time.sleep(POLL_SECONDS)
+
+
+def ms(seconds: float) -> float:
+    return round(seconds * 1000, 2)
+
+
+def percentile(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def add_item_latency(port: int, requests: int) -> dict[str, Any]:
+    client = Client(port)
+    try:
+        order = client.ok("POST", "/orders", {"customerId": "c", "currency": "EUR"})["orderId"]
+        for _ in range(20):  # warm the connection, the caches and the thread pool
+            client.ok("POST", f"/orders/{order}/items",
+                      {"productId": "p", "quantity": 1, "unitPrice": 1})
+        latencies = []
+        for n in range(requests):
+            if n % 10 == 0:  # carts of a realistic size (a view's cost grows with its cart)
+                order = client.ok("POST", "/orders", {"customerId": "c",
+                                                      "currency": "EUR"})["orderId"]
+            started = time.perf_counter()
+            client.ok("POST", f"/orders/{order}/items",
+                      {"productId": "p", "quantity": 1, "unitPrice": 1})
+            latencies.append(time.perf_counter() - started)
+    finally:
+        client.close()
+    return {"requests": requests, "p50_ms": ms(statistics.median(latencies)),
+            "p99_ms": ms(percentile(latencies, 0.99))}
+
+
+class ProjectionWatcher:
+    """Reads order views straight from the host's SQLite file (read-only, WAL readers never
+    block the host)."""
+
+    def __init__(self, database: Path) -> None:
+        self._database = database
+        self._local = threading.local()
+
+    def view(self, order_id: str) -> dict[str, Any] | None:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(f"file:{self._database}?mode=ro", uri=True,
+                                   check_same_thread=False)
+            self._local.conn = conn
+        row = conn.execute("SELECT document FROM views WHERE id = ?", (order_id,)).fetchone()
+        return None if row is None else dict(json.loads(row[0]))
+
+
+@dataclass
+class FlowFigures:
+    orders: int = 0
+    to_paid: list[float] = field(default_factory=list)
+    lag: list[float] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def one_order(client: Client, watcher: ProjectionWatcher, figures: FlowFigures) -> None:
+    order = client.ok("POST", "/orders", {"customerId": "c", "currency": "EUR"})["orderId"]
+    added = []
+    for n in range(4):
+        added.append(client.ok("POST", f"/orders/{order}/items",
+                               {"productId": f"p{n}", "quantity": 1, "unitPrice": 100}))
+    written = time.perf_counter()
+    version = added[-1]["version"]
+
+    def projected() -> bool:
+        view = watcher.view(order)
+        return view is not None and view["version"] >= version
+
+    wait_until(projected, 30, f"the projection of order {order} at version {version}")
+    lag = time.perf_counter() - written
+    status, headers, _ = client.request("GET", f"/orders/{order}?minVersion={version}")
+    if status != 200 or headers.get("x-view-source") != "projection":
+        raise RuntimeError(f"the API does not answer order {order} from the projection")
+    client.ok("DELETE", f"/orders/{order}/items/{added[1]['cartItemId']}")
+    payment = client.ok("POST", f"/orders/{order}/checkout")["paymentId"]
+    started = time.perf_counter()
+    client.ok("POST", f"/payments/{payment}/authorize")
+    wait_until(lambda: (watcher.view(order) or {}).get("status") == "Paid", 30,
+               f"order {order} to be Paid")
+    to_paid = time.perf_counter() - started
+    if client.ok("GET", f"/orders/{order}")["status"] != "Paid":
+        raise RuntimeError(f"the API does not show order {order} Paid")
+    with figures.lock:
+        figures.orders += 1
+        figures.lag.append(lag)
+        figures.to_paid.append(to_paid)
+
+
+def order_flow(port: int, data_dir: Path, clients: int, seconds: float) -> dict[str, Any]:
+    watcher = ProjectionWatcher(data_dir / "orders.db")
+    figures = FlowFigures()
+    errors: list[BaseException] = []
+    deadline = time.monotonic() + seconds
+
+    def client_loop() -> None:
+        client = Client(port)
+        try:
+            while time.monotonic() < deadline:
+                one_order(client, watcher, figures)
+        except BaseException as error:
+            errors.append(error)
+        finally:
+            client.close()
+
+    threads = [threading.Thread(target=client_loop) for _ in range(clients)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.perf_counter() - started
+    if errors:
+        raise RuntimeError(f"the order flow failed: {errors[0]!r}") from errors[0]
+    return {
+        "clients": clients, "seconds": round(elapsed, 1), "orders": figures.orders,
+        "orders_per_second": round(figures.orders / elapsed, 1),
+        "authorize_to_paid_p50_ms": ms(statistics.median(figures.to_paid)),
+        "authorize_to_paid_p99_ms": ms(percentile(figures.to_paid, 0.99)),
+        "projection_lag_p50_ms": ms(statistics.median(figures.lag)),
+        "projection_lag_p99_ms": ms(percentile(figures.lag, 0.99)),
+    }
+
+
+def run(clients: int, seconds: float, add_items: int) -> dict[str, Any]:
+    from tests.e2e.localhost import LocalHost
+
+    with tempfile.TemporaryDirectory() as tmp:
+        data_dir = Path(tmp) / "data"
+        host = LocalHost(data_dir, {"PAYMENTS_ACQUIRER_DELAY_MS": "0"}).start()
+        try:
+            single = add_item_latency(host.port, add_items)
+            flow = order_flow(host.port, data_dir, clients, seconds)
+        finally:
+            host.stop()
+    return {"add_item_one_client": single, "order_flow": flow}
+
+
+def print_figures(figures: dict[str, Any]) -> None:
+    single, flow = figures["add_item_one_client"], figures["order_flow"]
+    print(f"\nover HTTP (local host, acquirer delay 0): add-item, 1 client: p50 "
+          f"{single['p50_ms']} ms, p99 {single['p99_ms']} ms ({single['requests']} requests)")
+    print(f"order flow, {flow['clients']} clients, {flow['seconds']} s: {flow['orders']} orders "
+          f"Paid, {flow['orders_per_second']}/s; authorize -> Paid p50 "
+          f"{flow['authorize_to_paid_p50_ms']} ms, p99 {flow['authorize_to_paid_p99_ms']} ms; "
+          f"projection lag p50 {flow['projection_lag_p50_ms']} ms, p99 "
+          f"{flow['projection_lag_p99_ms']} ms")
