@@ -158,14 +158,17 @@ def pack_body(commit: Commit) -> bytes | str:
             None if record.occurred_at == committed_at else _pack_time(record.occurred_at),
             record.data,
         ])
-    body: bytes = msgpack.packb([
+    fields: list[Any] = [
         commit.stream_type,
         _pack_id(commit.correlation_id),
         _pack_id(commit.causation_id),
         _pack_time(committed_at),
         _pack_fingerprint(commit.fingerprint),
         events,
-    ], use_bin_type=True)
+    ]
+    if commit.trace_context:  # optional, last: rows written without it read the same
+        fields.append(dict(commit.trace_context))
+    body: bytes = msgpack.packb(fields, use_bin_type=True)
     return body
 
 
@@ -183,7 +186,8 @@ def unpack_commit(stream_id: str, first_version: int, body: bytes | str) -> Comm
     cold command's hottest loop: a commit costs a third less this way."""
     if isinstance(body, str):
         return Commit.from_document(json.loads(body))
-    stream_type, correlation, causation, committed, fingerprint, events = msgpack.unpackb(body)
+    stream_type, correlation, causation, committed, fingerprint, events, *optional = \
+        msgpack.unpackb(body)
     committed_at = _unpack_time(committed)
     records = []
     version = first_version
@@ -210,7 +214,14 @@ def unpack_commit(stream_id: str, first_version: int, body: bytes | str) -> Comm
     _set(commit, "causation_id", _unpack_id(causation))
     _set(commit, "committed_at", committed_at)
     _set(commit, "fingerprint", _unpack_fingerprint(fingerprint))
+    _set(commit, "trace_context", _trace_context(optional))
     return commit
+
+
+def _trace_context(optional: list[Any]) -> dict[str, str] | None:
+    if not optional or not isinstance(optional[0], dict):
+        return None
+    return {str(k): str(v) for k, v in optional[0].items()}
 
 
 def document_from_row(key: str | bytes, first_version: int, body: bytes | str) -> JsonDict:
@@ -234,7 +245,8 @@ def document_from_row(key: str | bytes, first_version: int, body: bytes | str) -
 def _document(stream_id: str, first_version: int, body: bytes) -> JsonDict:
     """``unpack_commit(...).to_document()``, built straight from the row: the change feed hands
     out documents, and every consumer parses them itself."""
-    stream_type, correlation, causation, committed, fingerprint, events = msgpack.unpackb(body)
+    stream_type, correlation, causation, committed, fingerprint, events, *optional = \
+        msgpack.unpackb(body)
     committed_at = _unpack_time(committed)
     documents = []
     version = first_version
@@ -266,6 +278,9 @@ def _document(stream_id: str, first_version: int, body: bytes) -> JsonDict:
     fingerprint_text = _unpack_fingerprint(fingerprint)
     if fingerprint_text:
         document["fingerprint"] = fingerprint_text
+    trace = _trace_context(optional)
+    if trace:
+        document["traceContext"] = trace
     return document
 
 

@@ -11,6 +11,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -243,3 +244,14 @@ def test_a_damaged_packed_row_is_refused_on_read_and_wrapped_in_the_feed() -> No
     with pytest.raises(ValueError, match="damaged"):
         packing.unpack_commit("order-x", 1, body)
     assert "parseError" in packing.document_from_row("order-x", 1, body)
+
+
+def test_a_commit_with_trace_context_reads_back_with_it() -> None:
+    traced = replace(commit_of("order-t", ids=new_id(), at=utc_now_iso(), data={"a": 1}),
+                     trace_context={"traceparent": "00-" + "1" * 32 + "-" + "2" * 16 + "-01"})
+    assert round_trip(traced).trace_context == traced.trace_context
+    assert round_trip(traced).to_document() == traced.to_document()
+    stream_key = packing.pack_stream_id(traced.stream_id)
+    document = packing.document_from_row(stream_key, traced.first_version,
+                                         packing.pack_body(traced))
+    assert document == traced.to_document()
