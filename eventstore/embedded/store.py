@@ -43,7 +43,13 @@ from pathlib import Path
 from typing import Any
 
 from eventstore.commit import Commit, JsonDict
-from eventstore.embedded.packing import document_from_row, pack_body, pack_stream_id, unpack_commit
+from eventstore.embedded.packing import (
+    document_from_row,
+    pack_body,
+    pack_stream_id,
+    unpack_commit,
+    unpack_stream_id,
+)
 from eventstore.embedded.sqlite import SqliteFile
 from eventstore.errors import ConcurrencyError
 from eventstore.ports import (
@@ -367,8 +373,11 @@ class SqliteEventStore:
 
     def list_streams(self, after: str | None = None, limit: int = 100) -> list[StreamInfo]:
         with self._file.translated():
-            rows = self._file.read().execute(_LIST_STREAMS, (after or "", limit)).fetchall()
-        return [StreamInfo(str(stream), int(version), int(commits))
+            start = pack_stream_id(after) if after else ""
+            rows = self._file.read().execute(_LIST_STREAMS, (start, limit)).fetchall()
+        # Packed ids order after text ones (SQLite sorts TEXT before BLOB), consistently, so
+        # paging by the last id shown still visits every stream once.
+        return [StreamInfo(unpack_stream_id(stream), int(version), int(commits))
                 for stream, version, commits in rows]
 
     def consumer_lag(self, consumer: str) -> list[RangeLag]:

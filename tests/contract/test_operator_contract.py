@@ -28,6 +28,21 @@ def test_streams_are_listed_in_id_order_in_pages_with_their_version(backend: Bac
     assert backend.events.list_streams(after=f"{prefix}-3", limit=5) == []
 
 
+
+def test_streams_named_by_uuid_are_listed_by_their_own_ids_page_by_page(backend: Backend) -> None:
+    """The usual "{category}-{uuid}" ids, which a store may keep in a compact form."""
+    streams = sorted(f"order-{uuid.uuid4()}" for _ in range(3))
+    for stream in streams:
+        backend.events.append(make_commit(stream, 1))
+    seen: list[str] = []
+    after: str | None = None
+    while page := backend.events.list_streams(after=after, limit=2):
+        seen += [s.stream_id for s in page]
+        after = page[-1].stream_id
+    assert [s for s in seen if s in streams] == streams
+    assert len(seen) == len(set(seen))
+
+
 def behind(backend: Backend, consumer: str) -> tuple[int, int]:
     ranges = backend.events.consumer_lag(consumer)
     assert ranges and len({r.feed_range for r in ranges}) == len(ranges)
