@@ -12,15 +12,12 @@ object (the same fields as ``bench/reference_side.py``).
 
 from __future__ import annotations
 
-import argparse
 import json
-import sqlite3
 import sys
-import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from bench.harness import SYNCHRONOUS_LEVELS, lifecycle_arguments, timed_lifecycles
 from domain.orders import (
     ORDER_STREAM,
     AddItemToCart,
@@ -38,9 +35,6 @@ from domain.orders import (
 from eventstore.clock import new_id
 from eventstore.commands import CommandContext, CommandProcessor
 from eventstore.embedded.store import EmbeddedDatabase
-
-SYNCHRONOUS_LEVELS = {"OFF": 0, "NORMAL": 1, "FULL": 2, "EXTRA": 3}
-
 
 OrderProcessor = CommandProcessor[OrderCommand, OrderEvent, OrderState]
 
@@ -73,41 +67,12 @@ def run(orders: int, clients: int, mode: str, synchronous: str, db: Path) -> dic
     processor = CommandProcessor(database.events, ORDER_STREAM, order_decider, order_codec,
                                  cache_size=0 if mode == "cold" else orders + 1)
 
-    def lifecycles(count: int) -> None:
-        for _ in range(count):
-            lifecycle(processor)
-
-    share = orders // clients
-    started, cpu_started = time.perf_counter(), time.process_time()
-    with ThreadPoolExecutor(clients) as pool:
-        for done in [pool.submit(lifecycles, share) for _ in range(clients)]:
-            done.result()
-    seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
-    database.close()
-    commands = 8 * share * clients
-    return {"commands": commands, "events": commands, "seconds": seconds,
-            "cpu_seconds": cpu_seconds,
-            "bytes": database_bytes(db), "synchronous": synchronous, "clients": clients}
-
-
-def database_bytes(db: Path) -> int:
-    """The file's size with its WAL folded in (what the data costs on disk)."""
-    conn = sqlite3.connect(db)
-    try:
-        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    finally:
-        conn.close()
-    return sum(p.stat().st_size for p in db.parent.glob(db.name + "*"))
+    return timed_lifecycles(lambda: lifecycle(processor), orders, clients, database.close, db,
+                            synchronous)
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.lifecycle", description=__doc__)
-    parser.add_argument("--orders", type=int, required=True)
-    parser.add_argument("--clients", type=int, default=1, help="threads, each its own orders")
-    parser.add_argument("--mode", choices=("cold", "warm"), required=True)
-    parser.add_argument("--synchronous", choices=("NORMAL", "FULL"), required=True)
-    parser.add_argument("--db", type=Path, required=True)
-    args = parser.parse_args()
+    args = lifecycle_arguments("python -m bench.lifecycle", __doc__)
     print(json.dumps(run(args.orders, args.clients, args.mode, args.synchronous, args.db)))
     return 0
 

@@ -3,7 +3,8 @@ library with its SQLite persistence, written the way that library's documentatio
 aggregate and an application.
 
 Run by ``bench.compare`` with the interpreter of the reference's own virtualenv
-(``.venv-bench-ref``); it imports nothing of this project. Prints one JSON object.
+(``.venv-bench-ref``); of this project it imports only ``bench.harness`` (standard library
+only), which it shares with ``bench.lifecycle``. Prints one JSON object.
 
 - cold: no aggregate cache, so every command reconstructs the order from its stored events (what
   this project's command loop does with an empty cache);
@@ -17,22 +18,23 @@ from the pool's own connection and reported.
 
 from __future__ import annotations
 
-import argparse
 import json
-import sqlite3
 import sys
-import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid5
+
+# Run as a script from the reference's virtualenv: the repository root makes bench.harness
+# importable (nothing else of this project is, or is needed).
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from eventsourcing.application import Application
 from eventsourcing.domain import Aggregate, event
 from eventsourcing.sqlite import SQLiteConnectionPool
 
+from bench.harness import SYNCHRONOUS_LEVELS, lifecycle_arguments, timed_lifecycles
+
 CHECKOUT_NAMESPACE = UUID("fa766fc9-0d98-560b-bdb5-b954f23201f3")
-SYNCHRONOUS_LEVELS = {"OFF": 0, "NORMAL": 1, "FULL": 2, "EXTRA": 3}
 
 
 class OrderRefused(Exception):
@@ -151,46 +153,18 @@ def run(orders: int, clients: int, mode: str, synchronous: str, db: Path) -> dic
     if applied != SYNCHRONOUS_LEVELS[synchronous]:
         raise SystemExit(f"the reference runs with synchronous={applied}, not {synchronous}")
 
-    def lifecycles(count: int) -> None:
-        for _ in range(count):
-            order_id = app.create("customer-1", "EUR")
-            added = [app.add_item(order_id, f"product-{n}", 1 + n, 250 * (n + 1))
-                     for n in range(4)]
-            app.delete_item(order_id, added[1])
-            payment_id = app.checkout(order_id)
-            app.mark_paid(order_id, payment_id)
+    def lifecycle() -> None:
+        order_id = app.create("customer-1", "EUR")
+        added = [app.add_item(order_id, f"product-{n}", 1 + n, 250 * (n + 1)) for n in range(4)]
+        app.delete_item(order_id, added[1])
+        payment_id = app.checkout(order_id)
+        app.mark_paid(order_id, payment_id)
 
-    share = orders // clients
-    started, cpu_started = time.perf_counter(), time.process_time()
-    with ThreadPoolExecutor(clients) as pool:
-        for done in [pool.submit(lifecycles, share) for _ in range(clients)]:
-            done.result()
-    seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
-    app.close()
-    commands = 8 * share * clients
-    return {"commands": commands, "events": commands, "seconds": seconds,
-            "cpu_seconds": cpu_seconds,
-            "bytes": database_bytes(db), "synchronous": synchronous, "clients": clients}
-
-
-def database_bytes(db: Path) -> int:
-    """The file's size with its WAL folded in (what the data costs on disk)."""
-    conn = sqlite3.connect(db)
-    try:
-        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    finally:
-        conn.close()
-    return sum(p.stat().st_size for p in db.parent.glob(db.name + "*"))
+    return timed_lifecycles(lifecycle, orders, clients, app.close, db, synchronous)
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--orders", type=int, required=True)
-    parser.add_argument("--clients", type=int, default=1, help="threads, each its own orders")
-    parser.add_argument("--mode", choices=("cold", "warm"), required=True)
-    parser.add_argument("--synchronous", choices=("NORMAL", "FULL"), required=True)
-    parser.add_argument("--db", type=Path, required=True)
-    args = parser.parse_args()
+    args = lifecycle_arguments("reference_side.py", __doc__)
     print(json.dumps(run(args.orders, args.clients, args.mode, args.synchronous, args.db)))
     return 0
 
