@@ -378,7 +378,9 @@ def test_competing_receivers_never_hold_the_same_message(
             with sb.get_queue_receiver(queue) as receiver:
                 deadline = time.monotonic() + 20
                 # Hold every lock until all messages are held by one or the other, then settle.
-                while time.monotonic() < deadline and len(held["a"]) + len(held["b"]) < 40:
+                # Each stops at half, so the other must take the rest, however late it starts.
+                while (time.monotonic() < deadline and len(held[name]) < 20
+                       and len(held["a"]) + len(held["b"]) < 40):
                     held[name] += receiver.receive_messages(max_message_count=3, max_wait_time=1)
                 for message in held[name]:
                     receiver.complete_message(message)
