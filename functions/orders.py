@@ -78,11 +78,15 @@ class CustomerDetailsBody(BaseModel):
         return CustomerDetails(self.name, self.email, self.shippingAddress)
 
 
+CUSTOMER_ID: JsonDict = {"type": "string", "minLength": 1, "maxLength": MAX_ID_LENGTH,
+                         "pattern": DOCUMENT_KEY_PATTERN, "examples": ["customer-42"]}
+
+
 class CreateOrderBody(BaseModel):
     # The example is what the docs page's "Try it out" sends (the details are optional).
     model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra={
         "examples": [{"customerId": "customer-42", "currency": "EUR"}]})
-    customerId: str = Field(examples=["customer-42"], json_schema_extra=ID_SCHEMA)
+    customerId: str = Field(examples=["customer-42"], json_schema_extra=CUSTOMER_ID)
     currency: str = Field(examples=["EUR"], json_schema_extra=CURRENCY_SCHEMA)
     customer: CustomerDetailsBody | None = None
 
@@ -270,10 +274,6 @@ def get_order_events(req: func.HttpRequest) -> func.HttpResponse:
 def _customer_id(req: func.HttpRequest) -> str:
     # Checked by the use case with the domain's rule for ids that name documents (400).
     return str(req.route_params.get("customerId", ""))
-
-
-CUSTOMER_ID: JsonDict = {"type": "string", "minLength": 1, "maxLength": MAX_ID_LENGTH,
-                         "pattern": DOCUMENT_KEY_PATTERN, "examples": ["customer-42"]}
 
 
 @api.route("orders_put_personal_data", "PUT", "customers/{customerId}/personal-data",

@@ -19,6 +19,7 @@ from domain.errors import (
     InvalidTransition,
     PaymentMismatch,
     StreamNotFound,
+    require_document_key,
     require_id,
     require_int,
     require_resource_id,
@@ -248,7 +249,8 @@ def decide(command: OrderCommand, state: OrderState) -> list[OrderEvent]:
 
 def _create(command: CreateOrder, state: OrderState) -> list[OrderEvent]:
     order_id = require_resource_id(command.order_id, "orderId")
-    customer_id = require_id(command.customer_id, "customerId")
+    # The customer id also keys the customer's personal data (a document), given now or later.
+    customer_id = require_document_key(command.customer_id, "customerId")
     currency = validate_currency(command.currency)
     if state.exists:
         raise AlreadyExists(f"CreateOrder refused: order {state.order_id} already exists")

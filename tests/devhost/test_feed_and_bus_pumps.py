@@ -21,6 +21,7 @@ from devhost import bus as devhost_bus
 from devhost.bus import BusWorker
 from devhost.feed import feed_processor
 from devhost.indexing import BusSpec, FeedSpec, RetryPolicy
+from devhost.invocations import flush_lines
 from eventstore.changefeed import ProcessorOptions
 from eventstore.commit import Commit, EventRecord
 from eventstore.embedded.bus import MAX_DELIVERY_COUNT_EXCEEDED, EmbeddedBus
@@ -130,6 +131,7 @@ def test_the_function_gets_document_lists_of_its_spec_and_its_retry_policy(
     lease = database.leases.read_lease(CONSUMER, home.id)
     assert lease is not None and lease.owner is None  # released on stop
     assert lease.continuation == store.read_range(home, None, 10).checkpoint
+    flush_lines()  # the lines are written by their own thread
     printed = capsys.readouterr().out
     assert f"Lease 'test_projector' range {home.id}/4 acquired by host-a" in printed
     assert f"Lease 'test_projector' range {home.id}/4 released by host-a (stopping)" in printed
