@@ -14,6 +14,7 @@ from eventstore.errors import TransientError
 from eventstore.ports import PersonalData, PersonalDataStore
 from functions import orders
 from tests.functions.conftest import Harness, HttpResult
+from tests.functions.test_change_feed_functions import commit, record
 from tests.functions.test_http_functions import (
     add_ok,
     assert_problem,
@@ -171,6 +172,17 @@ def test_details_need_a_customer_id_that_can_name_a_document(
     assert embedded_app.feed("orders") == []
     assert_problem(put_details(embedded_app, customer_id, ADA), 400, "customerId")
     assert_problem(erase(embedded_app, customer_id), 400, "customerId")
+
+
+def test_an_order_stored_before_the_rule_with_such_an_id_still_reads(
+        embedded_app: Harness) -> None:
+    order_id = "0b7a9c1e-0000-4000-8000-000000000001"
+    embedded_app.stores("orders").events.append(commit(
+        f"order-{order_id}", record(1, "OrderCreated", {
+            "orderId": order_id, "customerId": "legacy/7", "currency": "EUR"})))
+    shown = get_order(embedded_app, order_id)
+    assert shown.status == 200
+    assert (shown.json["customerId"], shown.json["customer"]) == ("legacy/7", None)
 
 
 @pytest.mark.parametrize(("body", "field"), [
