@@ -34,10 +34,11 @@ from app.operations import RebuildProgress, ServiceOperations
 from app.settings import SERVICE_NAMES, ServiceName, SettingsError, settings_file_values
 
 app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False,
+                  rich_markup_mode="markdown",  # joins the docstrings' wrapped lines
                   pretty_exceptions_enable=False)
 letters_app = typer.Typer(help="Dead letters: events and messages that could not be processed, "
                           "parked by the service or dead-lettered by the broker.",
-                          no_args_is_help=True)
+                          no_args_is_help=True, rich_markup_mode="markdown")
 app.add_typer(letters_app, name="deadletters")
 
 console = Console()
