@@ -344,22 +344,32 @@ class SqliteEventStore:
 
     def _wait(self, known: Callable[[], bool], in_file: Callable[[], bool],
               timeout: float) -> bool:
-        deadline = time.monotonic() + max(timeout, 0.0)
+        """Wait until ``known`` (what this object's appends record, checked on every wake-up)
+        or ``in_file`` (a query, for other processes' appends: at the start, then once per
+        ``POLL_INTERVAL``). Every append wakes every waiter, of every range, so a wake-up must
+        not cost a query: with a dozen waiters that was a dozen queries per commit."""
+        now = time.monotonic()
+        deadline = now + max(timeout, 0.0)
+        file_checked_at: float | None = None
         while True:
             with self._appended:
                 if known():
                     return True
                 generation = self._generation
-            if in_file():
-                return True
-            remaining = deadline - time.monotonic()
+            now = time.monotonic()
+            if file_checked_at is None or now - file_checked_at >= POLL_INTERVAL:
+                if in_file():
+                    return True
+                file_checked_at = now
+            remaining = deadline - now
             if remaining <= 0:
                 return False
             with self._appended:
-                # An append between the file check and here bumped the generation: re-check
+                # An append between the check and here bumped the generation: re-check
                 # instead of sleeping through it.
                 if self._generation == generation:
-                    self._appended.wait(min(remaining, POLL_INTERVAL))
+                    self._appended.wait(min(remaining,
+                                            file_checked_at + POLL_INTERVAL - now))
 
     def _read_head(self) -> int:
         with self._file.translated():
