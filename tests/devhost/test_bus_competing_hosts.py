@@ -25,6 +25,7 @@ from tests.e2e.localhost import poll
 LOCK_SECONDS = 0.6
 SLOW_SECONDS = 1.5  # longer than the lock: only renewal keeps it
 WORKERS_PER_HOST = 4
+HOSTS = 2
 
 
 def _record(log: Path, entry: dict[str, Any]) -> None:
@@ -52,6 +53,11 @@ def _host(bus_path: str, log_path: str, stop_path: str, renewal: float) -> None:
         options = BusOptions(max_concurrent_calls=WORKERS_PER_HOST,
                              max_auto_lock_renewal=renewal)
         workers = [BusWorker(spec, bus, stop, i, options) for i in range(WORKERS_PER_HOST)]
+        # Both start together: a host that took long to spawn would otherwise find nothing left.
+        (log.parent / f"ready-{os.getpid()}").touch()
+        ready_by = time.monotonic() + 30
+        while len(list(log.parent.glob("ready-*"))) < HOSTS and time.monotonic() < ready_by:
+            time.sleep(0.01)
         for worker in workers:
             worker.start()
         deadline = time.monotonic() + 60
@@ -90,7 +96,7 @@ def run_two_hosts(tmp_path: Path, renewal: float, until: Any) -> list[dict[str, 
                                   correlation_id="c") for n in range(24)])
     context = multiprocessing.get_context("spawn")
     hosts = [context.Process(target=_host, args=(str(bus_path), str(log), str(stop), renewal))
-             for _ in range(2)]
+             for _ in range(HOSTS)]
     for host in hosts:
         host.start()
     try:
