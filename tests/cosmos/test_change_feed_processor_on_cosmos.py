@@ -33,6 +33,7 @@ from eventstore.errors import ConcurrencyError
 from eventstore.ports import FeedRange
 from tests.contract.conftest import make_commit, new_stream
 from tests.cosmos.conftest import FAST_FAILING
+from tests.e2e.localhost import poll
 from tests.support.cosmos_server import CosmosServerInfo
 
 pytestmark = [pytest.mark.cosmos, pytest.mark.timeout(90)]
@@ -44,11 +45,7 @@ LEASE_SECONDS = 3.0
 
 
 def wait_until(condition: Callable[[], object], what: str, timeout: float = DEADLINE) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.02)
+    poll(condition, timeout, what, interval=0.02)
 
 
 @dataclass

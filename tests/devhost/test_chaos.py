@@ -22,13 +22,6 @@ NONE = ChaosRates(transient=0, feed_redelivery=0, bus_redelivery=0, lock_expiry=
 
 
 @pytest.fixture
-def database(tmp_path: Path) -> Iterator[EmbeddedDatabase]:
-    db = EmbeddedDatabase(tmp_path / "orders.db", feed_ranges=4)
-    yield db
-    db.close()
-
-
-@pytest.fixture
 def bus(tmp_path: Path) -> Iterator[EmbeddedBus]:
     opened = EmbeddedBus(tmp_path / "bus.db")
     opened.declare_queue("q", lock_duration=30)

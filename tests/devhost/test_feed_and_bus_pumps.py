@@ -49,13 +49,6 @@ def commit(stream: str, version: int) -> Commit:
 
 
 @pytest.fixture
-def database(tmp_path: Path) -> Iterator[EmbeddedDatabase]:
-    db = EmbeddedDatabase(tmp_path / "orders.db", feed_ranges=4)
-    yield db
-    db.close()
-
-
-@pytest.fixture
 def stop() -> Iterator[threading.Event]:
     event = threading.Event()
     yield event

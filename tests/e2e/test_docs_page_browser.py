@@ -35,15 +35,6 @@ WAIT = 30
 
 
 @pytest.fixture
-def host(tmp_path: Path) -> Iterator[LocalHost]:
-    running = LocalHost(tmp_path / "data").start()
-    try:
-        yield running
-    finally:
-        running.stop()
-
-
-@pytest.fixture
 def browser(tmp_path: Path) -> Iterator[webdriver.Chrome]:
     missing = [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not p.exists()]
     assert not missing, f"{missing} not installed: `make test` installs Debian's chromium and " \

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -15,13 +14,6 @@ import pytest
 from tests.e2e.localhost import ROOT, LocalHost
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture
-def host(tmp_path: Path) -> Iterator[LocalHost]:
-    local = LocalHost(tmp_path / "data").start()
-    yield local
-    local.stop()
 
 
 def create_order(host: LocalHost) -> str:

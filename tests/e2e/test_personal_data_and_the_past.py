@@ -4,7 +4,6 @@ are read as they were at an earlier version or moment."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -21,13 +20,6 @@ FIRST = {"name": "Zelda Quintero-Marsh", "email": "zelda.qm@example.org",
 MOVED = {"name": "Zelda Q. Marsh-Okafor", "email": "zelda.okafor@example.net",
          "shippingAddress": "Rua Inventada 9\nLisboa"}
 SECRETS = [FIRST["name"], FIRST["email"], MOVED["name"], MOVED["email"], "zelda at example"]
-
-
-@pytest.fixture
-def host(tmp_path: Path) -> Iterator[LocalHost]:
-    local = LocalHost(tmp_path / "data").start()
-    yield local
-    local.stop()
 
 
 def written_files(host: LocalHost) -> list[Path]:

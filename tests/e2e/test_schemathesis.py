@@ -10,7 +10,6 @@ import os
 import re
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,15 +23,6 @@ MAX_EXAMPLES = 50
 RUN_TIMEOUT = 300
 # A fixed seed makes a failure reproducible in CI; SCHEMATHESIS_SEED explores other runs.
 SEED = os.environ.get("SCHEMATHESIS_SEED", "20261203")
-
-
-@pytest.fixture
-def host(tmp_path: Path) -> Iterator[LocalHost]:
-    running = LocalHost(tmp_path / "data").start()
-    try:
-        yield running
-    finally:
-        running.stop()
 
 
 @pytest.mark.timeout(RUN_TIMEOUT + 60)

@@ -27,6 +27,7 @@ from eventstore.embedded.store import EmbeddedDatabase
 from eventstore.errors import ConcurrencyError, TransientError
 from eventstore.ports import FeedRange, Lease, LeaseStore
 from tests.contract.conftest import make_commit, new_stream
+from tests.e2e.localhost import poll
 
 PREFIX = "projector-v1"
 DEADLINE = 15.0
@@ -35,11 +36,7 @@ FAST = ProcessorOptions(max_items=5, lease_duration=1.0, renew_interval=0.25,
 
 
 def wait_until(condition: Callable[[], object], what: str, timeout: float = DEADLINE) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.01)
+    poll(condition, timeout, what, interval=0.01)
 
 
 @dataclass
