@@ -27,7 +27,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-import anyio
 import azure.functions as func
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
@@ -164,7 +163,7 @@ class FunctionsHttpApp:
         chunks: list[bytes] = []
         size = 0
         try:
-            with anyio.fail_after(self._limits.body_timeout):
+            async with asyncio.timeout(self._limits.body_timeout):
                 while True:
                     message = await receive()
                     if message["type"] == "http.disconnect":

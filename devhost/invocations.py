@@ -1,9 +1,10 @@
 """Running one function invocation and printing the line `func start` prints for it, with what
 an operator needs to follow it: outcome, status, route, aggregate id, correlation id, duration.
 
-Lines are written by one writer thread, in the order the invocations finished: a request never
-waits for the terminal (or a pipe that a slow reader drains), and no lock is held around a
-write. ``flush_lines`` (also run at exit) waits until every line so far is written.
+Lines are written by one writer thread, in the order the invocations finished, a few
+milliseconds' worth at a time: a request never waits for the terminal (or a pipe that a slow
+reader drains), and no lock is held around a write. ``flush_lines`` (also run at exit) waits
+until every line so far is written.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ log = logging.getLogger("devhost")
 Describe = Callable[[Any], tuple[bool, str]]
 
 _FLUSH_TIMEOUT = 5.0
+_GATHER_SECONDS = 0.005
 
 
 def invoke(name: str, call: Callable[..., Any], kwargs: dict[str, Any], detail: str = "",
@@ -79,6 +81,10 @@ class _LineWriter:
     def _run(self) -> None:
         while True:
             batch = [self._lines.get()]
+            if isinstance(batch[0], str):
+                # Let the lines of the invocations running now gather: one wake-up and one write
+                # for all of them, instead of a thread switch per line on the hot path.
+                time.sleep(_GATHER_SECONDS)
             while True:
                 try:
                     batch.append(self._lines.get_nowait())

@@ -228,9 +228,15 @@ class SqliteEventStore:
         self._file = file
         self.feed_range_count = feed_ranges
         self._ranges = [FeedRange(id=str(index)) for index in range(feed_ranges)]
-        # Wake-up for the waits: appends in this process bump the generation and notify.
-        self._appended = threading.Condition(threading.Lock())
+        # Wake-ups for the waits: an append in this process bumps its range's generation and the
+        # feed's, and wakes only the waiters of that range (and of the whole feed): a wake-up
+        # costs a thread switch and the GIL, so the other ranges' pumps are left asleep.
+        self._appended_lock = threading.Lock()
+        self._appended = threading.Condition(self._appended_lock)
+        self._range_appended = [threading.Condition(self._appended_lock)
+                                for _ in range(feed_ranges)]
         self._generation = 0
+        self._range_generations = [0] * feed_ranges
         self._head = 0  # highest sequence known to exist (appended here or seen in the file)
         self._range_heads = [0] * feed_ranges  # the same, per range
 
@@ -252,11 +258,13 @@ class SqliteEventStore:
                 f"version {commit.first_version - 1}"
             ) from exc
         seq = written.lastrowid
-        with self._appended:
+        with self._appended_lock:
             self._head = max(self._head, seq)
             self._range_heads[feed_range] = max(self._range_heads[feed_range], seq)
             self._generation += 1
+            self._range_generations[feed_range] += 1
             self._appended.notify_all()
+            self._range_appended[feed_range].notify_all()
 
     def read_stream(self, stream_id: str, after_version: int = 0) -> list[Commit]:
         key = pack_stream_id(stream_id)
@@ -292,7 +300,9 @@ class SqliteEventStore:
         index = self._range_index(feed_range)
         after = self._parse_continuation(index, continuation)
         return self._wait(lambda: self._range_heads[index] > after,
-                          lambda: self._read_range_head(index) > after, timeout)
+                          lambda: self._read_range_head(index) > after, timeout,
+                          self._range_appended[index],
+                          lambda: self._range_generations[index])
 
     def _range_index(self, feed_range: FeedRange) -> int:
         index = int(feed_range.id) if feed_range.id.isdigit() else -1
@@ -314,7 +324,7 @@ class SqliteEventStore:
         with self._file.translated():
             (head,) = self._file.read().execute(_SELECT_RANGE_HEAD, (index,)).fetchone()
         head = int(head or 0)
-        with self._appended:
+        with self._appended_lock:
             self._range_heads[index] = max(self._range_heads[index], head)
         return head
 
@@ -340,22 +350,23 @@ class SqliteEventStore:
         """Block until a commit after ``checkpoint`` exists (in any range); False when
         ``timeout`` seconds pass first. Wakes as ``wait_for_range`` does."""
         after = _parse_checkpoint(checkpoint)
-        return self._wait(lambda: self._head > after, lambda: self._read_head() > after, timeout)
+        return self._wait(lambda: self._head > after, lambda: self._read_head() > after, timeout,
+                          self._appended, lambda: self._generation)
 
-    def _wait(self, known: Callable[[], bool], in_file: Callable[[], bool],
-              timeout: float) -> bool:
+    def _wait(self, known: Callable[[], bool], in_file: Callable[[], bool], timeout: float,
+              woken: threading.Condition, generation_of: Callable[[], int]) -> bool:
         """Wait until ``known`` (what this object's appends record, checked on every wake-up)
         or ``in_file`` (a query, for other processes' appends: at the start, then once per
-        ``POLL_INTERVAL``). Every append wakes every waiter, of every range, so a wake-up must
-        not cost a query: with a dozen waiters that was a dozen queries per commit."""
+        ``POLL_INTERVAL``). ``woken`` is notified by the appends that concern the waiter, and
+        ``generation_of`` counts them; a wake-up costs no query."""
         now = time.monotonic()
         deadline = now + max(timeout, 0.0)
         file_checked_at: float | None = None
         while True:
-            with self._appended:
+            with woken:
                 if known():
                     return True
-                generation = self._generation
+                generation = generation_of()
             now = time.monotonic()
             if file_checked_at is None or now - file_checked_at >= POLL_INTERVAL:
                 if in_file():
@@ -364,18 +375,17 @@ class SqliteEventStore:
             remaining = deadline - now
             if remaining <= 0:
                 return False
-            with self._appended:
+            with woken:
                 # An append between the check and here bumped the generation: re-check
                 # instead of sleeping through it.
-                if self._generation == generation:
-                    self._appended.wait(min(remaining,
-                                            file_checked_at + POLL_INTERVAL - now))
+                if generation_of() == generation:
+                    woken.wait(min(remaining, file_checked_at + POLL_INTERVAL - now))
 
     def _read_head(self) -> int:
         with self._file.translated():
             (head,) = self._file.read().execute(_SELECT_HEAD).fetchone()
         head = int(head or 0)
-        with self._appended:
+        with self._appended_lock:
             self._head = max(self._head, head)
         return head
 

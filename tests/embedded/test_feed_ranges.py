@@ -192,6 +192,32 @@ def test_waiting_on_a_range_wakes_for_its_appends_only(tmp_path: Path) -> None:
         database.close()
 
 
+def test_an_append_wakes_the_waiters_of_its_range_and_of_the_whole_feed_only(
+        tmp_path: Path) -> None:
+    # White-box: a wake-up costs a thread switch and the GIL, so counting notifications is the
+    # point; waiting threads could not tell a spurious wake-up from none.
+    database = EmbeddedDatabase(tmp_path / "orders.db", feed_ranges=4)
+    try:
+        events = database.events
+        notified: Counter[str] = Counter()
+
+        class Counting(threading.Condition):
+            def __init__(self, name: str) -> None:
+                super().__init__(events._appended_lock)
+                self.name = name
+
+            def notify_all(self) -> None:
+                notified[self.name] += 1
+                super().notify_all()
+
+        events._range_appended = [Counting(str(r)) for r in range(4)]
+        events._appended = Counting("feed")
+        events.append(make_commit(stream_in_range(2, 4), 1))
+        assert notified == {"2": 1, "feed": 1}
+    finally:
+        database.close()
+
+
 def test_waiting_on_a_range_sees_appends_through_another_handle(tmp_path: Path) -> None:
     path = tmp_path / "orders.db"
     waiting, writing = EmbeddedDatabase(path, 4), EmbeddedDatabase(path, 4)

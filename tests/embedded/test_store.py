@@ -37,8 +37,8 @@ class _SignallingCondition(threading.Condition):
     """A Condition that reports when a thread blocks in wait(), so a test can append only once
     the waiter is really waiting (otherwise it could find the commit without any wake-up)."""
 
-    def __init__(self) -> None:
-        super().__init__(threading.Lock())
+    def __init__(self, lock: threading.Lock) -> None:
+        super().__init__(lock)  # the store's: its appends notify under that lock
         self.waiting = threading.Event()
 
     def wait(self, timeout: float | None = None) -> bool:
@@ -54,7 +54,7 @@ def wait_in_thread(
 ) -> tuple[threading.Thread, dict[str, float | bool]]:
     """Start a thread blocked in wait_for_commits; returns once it is blocked, with the thread and
     a dict that receives its result and the monotonic time it returned."""
-    condition = _SignallingCondition()
+    condition = _SignallingCondition(database.events._appended_lock)
     monkeypatch.setattr(database.events, "_appended", condition)  # white-box: see the class
     result: dict[str, float | bool] = {}
 
