@@ -28,7 +28,7 @@ from eventstore.clock import new_id, utc_now_iso
 from eventstore.commit import Commit, EventRecord
 from eventstore.errors import ConcurrencyError, IdempotencyKeyReused
 from eventstore.ports import CostMeter, EventStore
-from eventstore.tracing import SpanKind, current_context, span
+from eventstore.tracing import SpanKind, current_context, span, tracing_configured
 
 C = TypeVar("C")
 E = TypeVar("E")
@@ -169,18 +169,20 @@ class CommandProcessor(Generic[C, E, S]):
     def execute(self, aggregate_id: str, command: C, context: CommandContext
                 ) -> CommandResult[S, E]:
         stream_id = self._category.stream_id(aggregate_id)
+        if not tracing_configured():  # checked once per command: the rest runs span-free
+            return self._metered(stream_id, command, context, False)
         with span(f"{type(command).__name__} {self._category.name}",
                   attributes={"es.stream_id": stream_id}) as traced:
-            result = self._metered(stream_id, command, context)
+            result = self._metered(stream_id, command, context, True)
             traced.set_attribute("es.version", result.version)
             return result
 
-    def _metered(self, stream_id: str, command: C, context: CommandContext
+    def _metered(self, stream_id: str, command: C, context: CommandContext, traced: bool
                  ) -> CommandResult[S, E]:
         if self._meter is None:
-            return self._execute(stream_id, command, context)
+            return self._execute(stream_id, command, context, traced)
         with self._meter.measure() as cost:
-            result = self._execute(stream_id, command, context)
+            result = self._execute(stream_id, command, context, traced)
         # The cost of a command is what the pattern is judged by: make it visible per command.
         log.info("%s on %s -> version %d: %d request(s), %.2f RU", type(command).__name__,
                  stream_id, result.version, cost.requests, cost.request_charge)
@@ -212,7 +214,7 @@ class CommandProcessor(Generic[C, E, S]):
         # committed: answer what it did instead of doing it again.
         return CommandResult(entry.state, replayed.version, self._decoded(replayed))
 
-    def _execute(self, stream_id: str, command: C, context: CommandContext
+    def _execute(self, stream_id: str, command: C, context: CommandContext, traced: bool
                  ) -> CommandResult[S, E]:
         asked = context.fingerprint or command_fingerprint(command)
         with self._stream_lock(stream_id):
@@ -238,7 +240,8 @@ class CommandProcessor(Generic[C, E, S]):
                 if not events:
                     return CommandResult(entry.state, entry.version, ())
                 try:
-                    commit = self._append(stream_id, entry.version, events, context, asked)
+                    commit = self._append(stream_id, entry.version, events, context, asked,
+                                          traced)
                 except ConcurrencyError:
                     attempts += 1
                     if attempts >= self._max_attempts:
@@ -259,18 +262,23 @@ class CommandProcessor(Generic[C, E, S]):
                 return CommandResult(entry.state, commit.version, tuple(events))
 
     def _append(self, stream_id: str, version: int, events: list[E], context: CommandContext,
-                asked: str) -> Commit:
-        """One commit, written in a span whose context the commit carries: the change-feed
-        consumers continue the trace from it."""
+                asked: str, traced: bool) -> Commit:
+        """One commit, written in a span whose context the commit carries (when traced): the
+        change-feed consumers continue the trace from it."""
+        if not traced:
+            commit = self._commit(stream_id, version, events, context, asked, None)
+            self._store.append(commit)
+            return commit
         with span(f"commit {self._category.name}", kind=SpanKind.CLIENT,
                   attributes={"es.stream_id": stream_id, "es.first_version": version + 1,
                               "es.events": len(events)}):
-            commit = self._commit(stream_id, version, events, context, asked)
+            commit = self._commit(stream_id, version, events, context, asked,
+                                  current_context() or None)
             self._store.append(commit)
             return commit
 
     def _commit(self, stream_id: str, version: int, events: list[E], context: CommandContext,
-                asked: str) -> Commit:
+                asked: str, trace_context: dict[str, str] | None) -> Commit:
         now = self._clock()
         records = []
         for offset, event in enumerate(events, start=1):
@@ -291,7 +299,7 @@ class CommandProcessor(Generic[C, E, S]):
             causation_id=context.causation_id,
             committed_at=now,
             fingerprint=asked,
-            trace_context=current_context() or None,
+            trace_context=trace_context,
         )
 
     def _catch_up(self, stream_id: str, entry: _Entry[S] | None) -> _Entry[S]:

@@ -68,6 +68,8 @@ class EventRecord:
 
 
 def _object(value: Any) -> JsonDict:
+    if type(value) is dict:  # what JSON parsers give: no ABC check on the hot path
+        return dict(value)
     if not isinstance(value, Mapping):
         raise ValueError(f"event data must be a JSON object, got {type(value).__name__}")
     return dict(value)
@@ -140,7 +142,7 @@ class Commit:
 def _trace_context(value: Any) -> dict[str, str] | None:
     """The stored trace context, if it is one; anything else is ignored, never a reason to
     refuse the commit (tracing is not data)."""
-    if not isinstance(value, Mapping):
+    if value is None or not isinstance(value, Mapping):
         return None
     kept = {k: v for k, v in value.items() if isinstance(k, str) and isinstance(v, str)}
     return kept or None
