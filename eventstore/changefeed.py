@@ -214,6 +214,8 @@ class ChangeFeedProcessor:
             raise ValueError("a processor needs a name (its lease prefix) and an instance id")
         self.name = name
         self.feed = feed
+        # Checked once: a runtime Protocol check costs about 10 µs, once per idle wait otherwise.
+        self._waitable = feed if isinstance(feed, WaitableFeed) else None
         self.leases = leases
         self.instance_id = instance_id
         self.options = options or ProcessorOptions()
@@ -461,10 +463,10 @@ class ChangeFeedProcessor:
                     return False
 
     def _idle(self, entry: _OwnedRange, continuation: str | None) -> None:
-        if isinstance(self.feed, WaitableFeed):
+        if self._waitable is not None:
             try:
                 # Bounded, so that a stop or a lost lease is noticed within half a second.
-                self.feed.wait_for_range(entry.feed_range, continuation,
+                self._waitable.wait_for_range(entry.feed_range, continuation,
                                          min(self.options.poll_interval, 0.5))
                 return
             except Exception as error:

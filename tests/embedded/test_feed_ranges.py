@@ -236,6 +236,37 @@ def test_waiting_on_a_range_sees_appends_through_another_handle(tmp_path: Path) 
         writing.close()
 
 
+def test_a_wait_that_starts_right_after_the_head_was_read_makes_no_query_of_its_own(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "orders.db"
+    waiting, writing = EmbeddedDatabase(path, 4), EmbeddedDatabase(path, 4)
+    try:
+        events = waiting.events
+        assert not events.wait_for_range(FeedRange("1"), None, timeout=0)  # reads the head
+        reads: list[int] = []
+        read_head = events._read_range_head
+
+        def counted(index: int) -> int:
+            reads.append(index)
+            return read_head(index)
+
+        monkeypatch.setattr(events, "_read_range_head", counted)
+        assert not events.wait_for_range(FeedRange("1"), None, timeout=0.05)
+        assert reads == []  # within POLL_INTERVAL of the last read: no query
+        # Another process's append is still seen, at the next read of the file.
+        result: list[bool] = []
+        waiter = threading.Thread(
+            target=lambda: result.append(
+                events.wait_for_range(FeedRange("1"), None, timeout=20)), daemon=True)
+        waiter.start()
+        writing.events.append(make_commit(stream_in_range(1, 4), 1))
+        waiter.join(timeout=10)
+        assert result == [True] and reads
+    finally:
+        waiting.close()
+        writing.close()
+
+
 # -- continuations -------------------------------------------------------------------------------
 
 
