@@ -8,6 +8,8 @@ store and the view moves past it; transient failures propagate so the host retri
 from __future__ import annotations
 
 import logging
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
@@ -16,7 +18,7 @@ from domain.codec import EventCodec, StreamCategory
 from eventstore.commit import Commit, EventRecord, JsonDict
 from eventstore.errors import ConcurrencyError
 from eventstore.poison import park, raise_if_transient
-from eventstore.ports import DeadLetterStore, ViewStore
+from eventstore.ports import DeadLetterStore, StoredView, ViewStore
 from eventstore.tracing import SpanKind, span
 
 E = TypeVar("E")
@@ -24,6 +26,7 @@ E = TypeVar("E")
 log = logging.getLogger(__name__)
 
 PROJECTOR_FIELD = "_projector"  # which projector (lease prefix) built a view document
+REMEMBERED_VIEWS = 1000  # views kept in memory per projector (see Projector._remembered)
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,11 @@ class Projector(Generic[E]):
         self._dead_letters = dead_letters
         self._consumer = consumer
         self._max_conflicts = max_conflicts
+        # The views as this projector last read or wrote them, with their ETags: a batch starts
+        # from the remembered one and skips the read. Safe because the write is ETag-checked:
+        # if anyone else wrote the view since, the write fails and the view is read again.
+        self._remembered: OrderedDict[str, StoredView] = OrderedDict()
+        self._remembered_lock = threading.Lock()  # one pump thread per feed range
 
     def handle(self, commits: Iterable[Commit]) -> None:
         batch = list(commits)
@@ -80,8 +88,10 @@ class Projector(Generic[E]):
 
     def _project_stream(self, stream_id: str, commits: list[Commit]) -> None:
         view_id = self._definition.view_id(stream_id)
-        for _ in range(self._max_conflicts):
-            stored = self._views.get(view_id)
+        for attempt in range(self._max_conflicts):
+            stored = self._recall(view_id) if attempt == 0 else None
+            if stored is None:
+                stored = self._views.get(view_id)
             view = stored.document if stored else None
             if view is not None and view.get(PROJECTOR_FIELD) != self._consumer:
                 # Written by another projector version: a bumped lease prefix replays the feed
@@ -89,14 +99,38 @@ class Projector(Generic[E]):
                 view = None
             updated = self._apply_all(stream_id, view, commits)
             if updated is None or updated is view:
+                if stored is not None:
+                    self._remember(view_id, stored)
                 return
             updated = {**updated, PROJECTOR_FIELD: self._consumer}
             try:
-                self._views.put(view_id, updated, stored.etag if stored else None)
-                return
+                etag = self._views.put(view_id, updated, stored.etag if stored else None)
             except ConcurrencyError:
-                continue  # another projector instance wrote it first: re-read and re-apply
+                # Another writer (projector instance, rebuild, erasure) was first, or what was
+                # remembered is stale: re-read and re-apply.
+                self._forget(view_id)
+                continue
+            self._remember(view_id, StoredView(updated, etag))
+            return
         raise ConcurrencyError(f"view {view_id} kept changing; giving up for this batch")
+
+    def _recall(self, view_id: str) -> StoredView | None:
+        with self._remembered_lock:
+            stored = self._remembered.get(view_id)
+            if stored is not None:
+                self._remembered.move_to_end(view_id)
+            return stored
+
+    def _remember(self, view_id: str, stored: StoredView) -> None:
+        with self._remembered_lock:
+            self._remembered[view_id] = stored
+            self._remembered.move_to_end(view_id)
+            while len(self._remembered) > REMEMBERED_VIEWS:
+                self._remembered.popitem(last=False)
+
+    def _forget(self, view_id: str) -> None:
+        with self._remembered_lock:
+            self._remembered.pop(view_id, None)
 
     def rebuild_stream(self, stream_id: str, read_commits: Callable[[], list[Commit]]) -> int:
         """Recompute the stream's view from nothing, whatever the stored view says (a projection
@@ -112,6 +146,7 @@ class Projector(Generic[E]):
             rebuilt = self._apply_all(stream_id, None, commits)
             if rebuilt is None:
                 return 0
+            self._forget(view_id)
             try:
                 self._views.put(view_id, {**rebuilt, PROJECTOR_FIELD: self._consumer},
                                 stored.etag if stored else None)

@@ -12,7 +12,7 @@ from domain.orders import ORDER_STREAM, apply_order_event, order_codec
 from eventstore.commit import Commit, EventRecord, message_id
 from eventstore.embedded.store import EmbeddedDatabase
 from eventstore.errors import TransientError
-from eventstore.ports import OutboundMessage
+from eventstore.ports import OutboundMessage, StoredView
 from eventstore.projection import (
     PROJECTOR_FIELD,
     Projector,
@@ -95,6 +95,51 @@ def test_a_new_projector_version_rebuilds_views_from_scratch(database: EmbeddedD
     rebuilt = database.views.get("o1")
     assert rebuilt is not None and rebuilt.document["total"] == 300
     assert rebuilt.document[PROJECTOR_FIELD] == "orders-projector-v2"
+
+
+class CountingViews:
+    """The database's views, counting reads."""
+
+    def __init__(self, database: EmbeddedDatabase) -> None:
+        self._views = database.views
+        self.reads = 0
+
+    def get(self, view_id: str) -> StoredView | None:
+        self.reads += 1
+        return self._views.get(view_id)
+
+    def put(self, view_id: str, document: dict[str, Any], etag: str | None) -> str:
+        return self._views.put(view_id, document, etag)
+
+
+ADDED_AGAIN = record(3, "ItemAddedToCart", {"cartItemId": "item-2", "productId": "q",
+                                            "quantity": 1, "unitPrice": 100})
+
+
+def test_the_projector_reads_a_view_it_wrote_last_only_once(database: EmbeddedDatabase) -> None:
+    views = CountingViews(database)
+    projector = Projector(VIEW, views, database.dead_letters, "p")
+    projector.handle([commit(CREATED)])
+    projector.handle([commit(ADDED)])
+    projector.handle([commit(ADDED_AGAIN)])
+    assert views.reads == 1  # the first batch's; the others start from what it wrote
+    stored = database.views.get("o1")
+    assert stored is not None and stored.document["total"] == 400
+
+
+def test_a_view_written_by_another_since_is_read_again_and_nothing_is_lost(
+        database: EmbeddedDatabase) -> None:
+    views = CountingViews(database)
+    projector = Projector(VIEW, views, database.dead_letters, "p")
+    projector.handle([commit(CREATED)])
+    # Another instance of the same projector applies the next commit meanwhile.
+    Projector(VIEW, database.views, database.dead_letters, "p").handle([commit(ADDED)])
+    projector.handle([commit(ADDED), commit(ADDED_AGAIN)])
+    assert views.reads == 2  # the remembered ETag was stale: its write failed, it read again
+    stored = database.views.get("o1")
+    assert stored is not None
+    assert stored.document["version"] == 3 and stored.document["total"] == 400
+    assert [i["cartItemId"] for i in stored.document["items"]] == ["item-1", "item-2"]
 
 
 class RecordingPublisher:
