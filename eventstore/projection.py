@@ -106,7 +106,7 @@ class Projector(Generic[E]):
             try:
                 etag = self._views.put(view_id, updated, stored.etag if stored else None)
             except ConcurrencyError:
-                # Another writer (projector instance, rebuild, erasure) was first, or what was
+                # Another writer (another projector instance, a rebuild) was first, or what was
                 # remembered is stale: re-read and re-apply.
                 self._forget(view_id)
                 continue
