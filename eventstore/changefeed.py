@@ -467,7 +467,7 @@ class ChangeFeedProcessor:
             try:
                 # Bounded, so that a stop or a lost lease is noticed within half a second.
                 self._waitable.wait_for_range(entry.feed_range, continuation,
-                                         min(self.options.poll_interval, 0.5))
+                                              min(self.options.poll_interval, 0.5))
                 return
             except Exception as error:
                 log.warning("%s: waiting on range %s failed: %r", self.name,
