@@ -71,47 +71,117 @@ def to_function_message(received: Any) -> ServiceBusMessage:
     )
 
 
-class LockRenewer:
-    """Renews a message's lock at half its duration until stopped or the renewal budget ends."""
+@dataclass
+class _Renewal:
+    bus: Any
+    message: Any
+    deadline: float  # monotonic: the renewal budget ends here
+    due: float  # monotonic: when the lock is renewed next
+    locked_until: float  # wall clock (the message's own time)
 
-    def __init__(self, bus: Any, message: Any, budget: float) -> None:
-        self._bus = bus
-        self._message = message
-        self._deadline = time.monotonic() + budget
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True,
-                                        name=f"lock:{message.message_id}")
-        self.renewals = 0
 
-    def __enter__(self) -> LockRenewer:
-        if time.monotonic() < self._deadline:
-            self._thread.start()
+class LockRenewals:
+    """Renews the locks of the messages being handled, at half their remaining duration, until
+    each is done or its renewal budget ends: one thread for every message in flight (a thread
+    per message had cost two thread switches and a thread start per delivery)."""
+
+    def __init__(self) -> None:
+        self._active: dict[int, _Renewal] = {}
+        self._changed = threading.Condition()
+        self._wake_at = float("inf")
+        self._thread: threading.Thread | None = None
+
+    def renewing(self, bus: Any, message: Any, budget: float) -> _Renewing:
+        return _Renewing(self, bus, message, budget)
+
+    def _add(self, renewal: _Renewal) -> int:
+        with self._changed:
+            key = id(renewal)
+            self._active[key] = renewal
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, daemon=True,
+                                                name="bus-lock-renewals")
+                self._thread.start()
+            if renewal.due < self._wake_at:
+                self._changed.notify()
+            return key
+
+    def _remove(self, key: int) -> None:
+        with self._changed:
+            self._active.pop(key, None)
+
+    def _run(self) -> None:
+        while True:
+            with self._changed:
+                now = time.monotonic()
+                due = [r for r in self._active.values() if r.due <= now]
+                if not due:
+                    self._wake_at = min((r.due for r in self._active.values()),
+                                        default=float("inf"))
+                    self._changed.wait(None if self._wake_at == float("inf")
+                                       else self._wake_at - now)
+                    self._wake_at = float("inf")
+                    continue
+            for renewal in due:
+                self._renew(renewal)
+
+    def _renew(self, renewal: _Renewal) -> None:
+        key = id(renewal)
+        with self._changed:
+            if key not in self._active:
+                return  # settled meanwhile
+            if time.monotonic() >= renewal.deadline:
+                del self._active[key]
+                return
+        try:
+            locked_until = renewal.bus.renew_lock(renewal.message).timestamp()
+        except Exception as error:  # lost: the message will be redelivered
+            with self._changed:
+                still_handled = self._active.pop(key, None) is not None
+            if still_handled:  # not merely settled while this renewal ran
+                log.warning("could not renew the lock of %s: %r", renewal.message.message_id,
+                            error)
+            return
+        with self._changed:
+            renewal.locked_until = locked_until
+            renewal.due = time.monotonic() + _half_of_what_remains(locked_until)
+
+
+def _half_of_what_remains(locked_until: float) -> float:
+    return max(0.05, (locked_until - time.time()) / 2)
+
+
+class _Renewing:
+    """``with renewals.renewing(bus, message, budget):`` keeps the lock while the body runs."""
+
+    def __init__(self, renewals: LockRenewals, bus: Any, message: Any, budget: float) -> None:
+        self._renewals = renewals
+        self._bus, self._message, self._budget = bus, message, budget
+        self._key: int | None = None
+
+    def __enter__(self) -> _Renewing:
+        if self._budget > 0:
+            locked_until = self._message.locked_until.timestamp()
+            now = time.monotonic()
+            self._key = self._renewals._add(_Renewal(
+                self._bus, self._message, now + self._budget,
+                now + _half_of_what_remains(locked_until), locked_until))
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=5)
+        if self._key is not None:
+            self._renewals._remove(self._key)
 
-    def _run(self) -> None:
-        locked_until = self._message.locked_until.timestamp()
-        while not self._stop.is_set():
-            interval = max(0.05, (locked_until - time.time()) / 2)
-            if self._stop.wait(interval) or time.monotonic() >= self._deadline:
-                return
-            try:
-                locked_until = self._bus.renew_lock(self._message).timestamp()
-                self.renewals += 1
-            except Exception as error:  # lost: the message will be redelivered
-                log.warning("could not renew the lock of %s: %r", self._message.message_id,
-                            error)
-                return
+
+_shared_renewals = LockRenewals()
 
 
 class BusWorker(threading.Thread):
     def __init__(self, spec: BusSpec, bus: Any, stop: threading.Event, index: int,
-                 options: BusOptions | None = None) -> None:
+                 options: BusOptions | None = None, renewals: LockRenewals | None = None
+                 ) -> None:
         super().__init__(name=f"bus:{spec.name}:{index}", daemon=True)
+        self.renewals = renewals or _shared_renewals
         self.spec = spec
         self.bus = bus
         self.stop = stop
@@ -140,7 +210,7 @@ class BusWorker(threading.Thread):
         renewal = 0.0 if getattr(self.bus, "renews_locks_itself", False) else \
             self.options.max_auto_lock_renewal
         try:
-            with LockRenewer(self.bus, message, renewal):
+            with self.renewals.renewing(self.bus, message, renewal):
                 invoke(self.spec.name, self.spec.call,
                        {self.spec.arg_name: to_function_message(message)}, detail)
         except Exception as error:

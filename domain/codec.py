@@ -139,7 +139,9 @@ class EventCodec(Generic[E]):
         schema = self._by_name.get(event_type)
         if schema is None:
             raise ValueError(f"unknown {self.aggregate} event type {event_type!r}")
-        event: E = schema.decode(schema.upcast(schema_version, data))
+        if schema_version != schema.version:  # most events are stored at the current version
+            data = schema.upcast(schema_version, data)
+        event: E = schema.decode(data)
         return event
 
 

@@ -15,6 +15,10 @@ from typing import Any
 
 JsonDict = dict[str, Any]
 
+# The trusted constructors set a frozen instance's fields directly, as its own __init__ does.
+_new = object.__new__
+_set = object.__setattr__
+
 
 def commit_id(stream_id: str, first_version: int) -> str:
     return f"{stream_id}:{first_version}"
@@ -57,14 +61,37 @@ class EventRecord:
 
     @classmethod
     def from_document(cls, doc: Mapping[str, Any]) -> EventRecord:
+        version, event_id, event_type = doc["version"], doc["eventId"], doc["type"]
+        schema_version, occurred_at, data = doc["schemaVersion"], doc["occurredAt"], doc["data"]
+        # What a JSON parser gives for a valid record is checked by type alone: every consumer
+        # parses every commit it reads, so this is the change feed's hottest constructor.
+        if (type(version) is int and type(event_id) is str and type(event_type) is str
+                and event_type and type(schema_version) is int and schema_version >= 1
+                and type(occurred_at) is str and type(data) is dict):
+            return cls.trusted(version, event_id, event_type, schema_version, occurred_at,
+                               dict(data))
         return cls(
-            version=int(doc["version"]),
-            event_id=str(doc["eventId"]),
-            type=str(doc["type"]),
-            schema_version=int(doc["schemaVersion"]),
-            occurred_at=str(doc["occurredAt"]),
-            data=_object(doc["data"]),
+            version=int(version),
+            event_id=str(event_id),
+            type=str(event_type),
+            schema_version=int(schema_version),
+            occurred_at=str(occurred_at),
+            data=_object(data),
         )
+
+    @classmethod
+    def trusted(cls, version: int, event_id: str, event_type: str, schema_version: int,
+                occurred_at: str, data: JsonDict) -> EventRecord:
+        """A record from values the caller has already checked (as ``__post_init__`` would),
+        built without the frozen constructor's per-field cost."""
+        record = _new(cls)
+        _set(record, "version", version)
+        _set(record, "event_id", event_id)
+        _set(record, "type", event_type)
+        _set(record, "schema_version", schema_version)
+        _set(record, "occurred_at", occurred_at)
+        _set(record, "data", data)
+        return record
 
 
 def _object(value: Any) -> JsonDict:
@@ -93,8 +120,8 @@ class Commit:
             raise ValueError("a commit needs a stream id and a stream type")
         if not self.events:
             raise ValueError("a commit holds at least one event")
-        versions = [e.version for e in self.events]
-        if versions != list(range(versions[0], versions[0] + len(versions))) or versions[0] < 1:
+        if not _contiguous(self.events):
+            versions = [e.version for e in self.events]
             raise ValueError(f"commit versions must be contiguous from >= 1, got {versions}")
 
     @property
@@ -127,16 +154,52 @@ class Commit:
     @classmethod
     def from_document(cls, doc: Mapping[str, Any]) -> Commit:
         """Parse a commit document; extra keys (Cosmos system properties) are ignored."""
+        stream_id, stream_type = doc["streamId"], doc["streamType"]
+        correlation_id, causation_id = doc["correlationId"], doc["causationId"]
+        committed_at, fingerprint = doc["committedAt"], doc.get("fingerprint") or ""
+        events = tuple(EventRecord.from_document(e) for e in doc["events"])
+        trace_context = _trace_context(doc.get("traceContext"))
+        if (type(stream_id) is str and stream_id and type(stream_type) is str and stream_type
+                and type(correlation_id) is str and type(causation_id) is str
+                and type(committed_at) is str and type(fingerprint) is str
+                and _contiguous(events)):
+            return cls.trusted(stream_id, stream_type, events, correlation_id, causation_id,
+                               committed_at, fingerprint, trace_context)
         return cls(
-            stream_id=str(doc["streamId"]),
-            stream_type=str(doc["streamType"]),
-            events=tuple(EventRecord.from_document(e) for e in doc["events"]),
-            correlation_id=str(doc["correlationId"]),
-            causation_id=str(doc["causationId"]),
-            committed_at=str(doc["committedAt"]),
-            fingerprint=str(doc.get("fingerprint") or ""),
-            trace_context=_trace_context(doc.get("traceContext")),
+            stream_id=str(stream_id),
+            stream_type=str(stream_type),
+            events=events,
+            correlation_id=str(correlation_id),
+            causation_id=str(causation_id),
+            committed_at=str(committed_at),
+            fingerprint=str(fingerprint),
+            trace_context=trace_context,
         )
+
+    @classmethod
+    def trusted(cls, stream_id: str, stream_type: str, events: tuple[EventRecord, ...],
+                correlation_id: str, causation_id: str, committed_at: str, fingerprint: str,
+                trace_context: Mapping[str, str] | None) -> Commit:
+        """A commit from values the caller has already checked (as ``__post_init__`` would:
+        ids and type present, at least one event, versions contiguous from >= 1)."""
+        commit = _new(cls)
+        _set(commit, "stream_id", stream_id)
+        _set(commit, "stream_type", stream_type)
+        _set(commit, "events", events)
+        _set(commit, "correlation_id", correlation_id)
+        _set(commit, "causation_id", causation_id)
+        _set(commit, "committed_at", committed_at)
+        _set(commit, "fingerprint", fingerprint)
+        _set(commit, "trace_context", trace_context)
+        return commit
+
+
+def _contiguous(events: tuple[EventRecord, ...]) -> bool:
+    """At least one event, versions contiguous from >= 1."""
+    if not events or events[0].version < 1:
+        return False
+    first = events[0].version
+    return all(record.version == first + offset for offset, record in enumerate(events))
 
 
 def _trace_context(value: Any) -> dict[str, str] | None:

@@ -172,18 +172,14 @@ def pack_body(commit: Commit) -> bytes | str:
     return body
 
 
-_new = object.__new__
-_set = object.__setattr__
-
-
 def unpack_commit(stream_id: str, first_version: int, body: bytes | str) -> Commit:
     """The commit of a stored row of stream ``stream_id``. ValueError (or KeyError, TypeError)
     when the row is not one.
 
-    Built without ``Commit``'s constructor checks, which the commit passed when it was appended
-    (its versions are contiguous by construction here); the checks a damaged row could still
-    fail (the types of an event's type, schema version and data) are made here. This is the
-    cold command's hottest loop: a commit costs a third less this way."""
+    Built with ``Commit.trusted``, without the constructor's checks, which the commit passed
+    when it was appended (its versions are contiguous by construction here); the checks a
+    damaged row could still fail (the types of an event's type, schema version and data) are
+    made here. This is the cold command's hottest loop: a commit costs a third less this way."""
     if isinstance(body, str):
         return Commit.from_document(json.loads(body))
     stream_type, correlation, causation, committed, fingerprint, events, *optional = \
@@ -195,27 +191,15 @@ def unpack_commit(stream_id: str, first_version: int, body: bytes | str) -> Comm
         if type(data) is not dict or type(event_type) is not str or not event_type or \
                 type(schema_version) is not int or schema_version < 1:
             raise ValueError(f"a damaged event at version {version} of {stream_id}")
-        record = _new(EventRecord)
-        _set(record, "version", version)
-        _set(record, "event_id", event_id if type(event_id) is str else _uuid_text(event_id))
-        _set(record, "type", event_type)
-        _set(record, "schema_version", schema_version)
-        _set(record, "occurred_at", committed_at if occurred is None else _unpack_time(occurred))
-        _set(record, "data", data)
-        records.append(record)
+        records.append(EventRecord.trusted(
+            version, event_id if type(event_id) is str else _uuid_text(event_id), event_type,
+            schema_version, committed_at if occurred is None else _unpack_time(occurred), data))
         version += 1
     if not records or type(stream_type) is not str or not stream_type:
         raise ValueError(f"a damaged commit at version {first_version} of {stream_id}")
-    commit = _new(Commit)
-    _set(commit, "stream_id", stream_id)
-    _set(commit, "stream_type", stream_type)
-    _set(commit, "events", tuple(records))
-    _set(commit, "correlation_id", _unpack_id(correlation))
-    _set(commit, "causation_id", _unpack_id(causation))
-    _set(commit, "committed_at", committed_at)
-    _set(commit, "fingerprint", _unpack_fingerprint(fingerprint))
-    _set(commit, "trace_context", _trace_context(optional))
-    return commit
+    return Commit.trusted(stream_id, stream_type, tuple(records), _unpack_id(correlation),
+                          _unpack_id(causation), committed_at, _unpack_fingerprint(fingerprint),
+                          _trace_context(optional))
 
 
 def _trace_context(optional: list[Any]) -> dict[str, str] | None:
