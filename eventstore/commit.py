@@ -11,13 +11,23 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 JsonDict = dict[str, Any]
 
 # The trusted constructors set a frozen instance's fields directly, as its own __init__ does.
+_T = TypeVar("_T")
 _new = object.__new__
 _set = object.__setattr__
+
+
+def _unchecked(cls: type[_T], **fields: object) -> _T:
+    """An instance of the frozen dataclass ``cls`` with ``fields`` set as given, without its
+    constructor's conversions and checks: for values already checked."""
+    instance = _new(cls)
+    for name, value in fields.items():
+        _set(instance, name, value)
+    return instance
 
 
 def commit_id(stream_id: str, first_version: int) -> str:
@@ -84,14 +94,8 @@ class EventRecord:
                 occurred_at: str, data: JsonDict) -> EventRecord:
         """A record from values the caller has already checked (as ``__post_init__`` would),
         built without the frozen constructor's per-field cost."""
-        record = _new(cls)
-        _set(record, "version", version)
-        _set(record, "event_id", event_id)
-        _set(record, "type", event_type)
-        _set(record, "schema_version", schema_version)
-        _set(record, "occurred_at", occurred_at)
-        _set(record, "data", data)
-        return record
+        return _unchecked(cls, version=version, event_id=event_id, type=event_type,
+                          schema_version=schema_version, occurred_at=occurred_at, data=data)
 
 
 def _object(value: Any) -> JsonDict:
@@ -182,16 +186,10 @@ class Commit:
                 trace_context: Mapping[str, str] | None) -> Commit:
         """A commit from values the caller has already checked (as ``__post_init__`` would:
         ids and type present, at least one event, versions contiguous from >= 1)."""
-        commit = _new(cls)
-        _set(commit, "stream_id", stream_id)
-        _set(commit, "stream_type", stream_type)
-        _set(commit, "events", events)
-        _set(commit, "correlation_id", correlation_id)
-        _set(commit, "causation_id", causation_id)
-        _set(commit, "committed_at", committed_at)
-        _set(commit, "fingerprint", fingerprint)
-        _set(commit, "trace_context", trace_context)
-        return commit
+        return _unchecked(cls, stream_id=stream_id, stream_type=stream_type, events=events,
+                          correlation_id=correlation_id, causation_id=causation_id,
+                          committed_at=committed_at, fingerprint=fingerprint,
+                          trace_context=trace_context)
 
 
 def _contiguous(events: tuple[EventRecord, ...]) -> bool:
