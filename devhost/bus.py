@@ -10,6 +10,8 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -77,7 +79,6 @@ class _Renewal:
     message: Any
     deadline: float  # monotonic: the renewal budget ends here
     due: float  # monotonic: when the lock is renewed next
-    locked_until: float  # wall clock (the message's own time)
 
 
 class LockRenewals:
@@ -91,8 +92,19 @@ class LockRenewals:
         self._wake_at = float("inf")
         self._thread: threading.Thread | None = None
 
-    def renewing(self, bus: Any, message: Any, budget: float) -> _Renewing:
-        return _Renewing(self, bus, message, budget)
+    @contextmanager
+    def renewing(self, bus: Any, message: Any, budget: float) -> Iterator[None]:
+        """Keeps ``message``'s lock while the body runs, for at most ``budget`` seconds."""
+        if budget <= 0:
+            yield
+            return
+        now = time.monotonic()
+        due = now + _half_of_what_remains(message.locked_until.timestamp())
+        key = self._add(_Renewal(bus, message, now + budget, due))
+        try:
+            yield
+        finally:
+            self._remove(key)
 
     def _add(self, renewal: _Renewal) -> int:
         with self._changed:
@@ -143,7 +155,6 @@ class LockRenewals:
                             error)
             return
         with self._changed:
-            renewal.locked_until = locked_until
             renewal.due = time.monotonic() + _half_of_what_remains(locked_until)
 
 
@@ -151,37 +162,13 @@ def _half_of_what_remains(locked_until: float) -> float:
     return max(0.05, (locked_until - time.time()) / 2)
 
 
-class _Renewing:
-    """``with renewals.renewing(bus, message, budget):`` keeps the lock while the body runs."""
-
-    def __init__(self, renewals: LockRenewals, bus: Any, message: Any, budget: float) -> None:
-        self._renewals = renewals
-        self._bus, self._message, self._budget = bus, message, budget
-        self._key: int | None = None
-
-    def __enter__(self) -> _Renewing:
-        if self._budget > 0:
-            locked_until = self._message.locked_until.timestamp()
-            now = time.monotonic()
-            self._key = self._renewals._add(_Renewal(
-                self._bus, self._message, now + self._budget,
-                now + _half_of_what_remains(locked_until), locked_until))
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        if self._key is not None:
-            self._renewals._remove(self._key)
-
-
 _shared_renewals = LockRenewals()
 
 
 class BusWorker(threading.Thread):
     def __init__(self, spec: BusSpec, bus: Any, stop: threading.Event, index: int,
-                 options: BusOptions | None = None, renewals: LockRenewals | None = None
-                 ) -> None:
+                 options: BusOptions | None = None) -> None:
         super().__init__(name=f"bus:{spec.name}:{index}", daemon=True)
-        self.renewals = renewals or _shared_renewals
         self.spec = spec
         self.bus = bus
         self.stop = stop
@@ -210,7 +197,7 @@ class BusWorker(threading.Thread):
         renewal = 0.0 if getattr(self.bus, "renews_locks_itself", False) else \
             self.options.max_auto_lock_renewal
         try:
-            with self.renewals.renewing(self.bus, message, renewal):
+            with _shared_renewals.renewing(self.bus, message, renewal):
                 invoke(self.spec.name, self.spec.call,
                        {self.spec.arg_name: to_function_message(message)}, detail)
         except Exception as error:
