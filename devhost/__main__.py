@@ -56,6 +56,12 @@ def parse_args(argv: list[str] | None = None) -> HostOptions:
     parser.add_argument("--chaos", type=int, default=None, metavar="SEED",
                         help="chaos mode: inject transient failures, redeliveries, delays and "
                         "early lock expiry, reproducibly from SEED (embedded backend only)")
+    parser.add_argument("--processes", type=int, default=1, metavar="N",
+                        help="host processes sharing the port and the data folder, as N "
+                        "instances would: Python runs on one core per process (default 1)")
+    # Set by the first process for the others it starts (devhost/processes.py).
+    parser.add_argument("--process-number", type=int, default=1, help=argparse.SUPPRESS)
+    parser.add_argument("--listen-fd", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--app-dir", type=Path, default=Path.cwd(),
                         help="function app root holding function_app.py (default: .)")
     args = parser.parse_args(argv)
@@ -70,6 +76,11 @@ def parse_args(argv: list[str] | None = None) -> HostOptions:
         parser.error("--instance-id must be 1 to 128 printable characters")
     if args.chaos is not None and args.backend != "embedded":
         parser.error("--chaos works on the embedded backend only")
+    if not 1 <= args.processes <= 64:
+        parser.error(f"--processes must be 1..64, got {args.processes}")
+    if args.chaos is not None and args.processes > 1:
+        parser.error("--chaos runs in one process: its faults are reproducible from the seed "
+                     "only there")
     return HostOptions(app_dir=args.app_dir.resolve(), host=args.host, port=args.port,
                        backend=args.backend, data_dir=args.data_dir,
                        settings_path=args.settings, reset=args.reset,
@@ -77,7 +88,8 @@ def parse_args(argv: list[str] | None = None) -> HostOptions:
                        limits=HttpLimits(args.max_request_bytes, args.body_timeout,
                                          args.header_timeout),
                        instance_id=args.instance_id, lease_seconds=args.lease_seconds,
-                       chaos_seed=args.chaos)
+                       chaos_seed=args.chaos, processes=args.processes,
+                       process_number=args.process_number, listen_fd=args.listen_fd)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import uvicorn
 
+from devhost import processes
 from devhost import settings as host_settings
 from devhost.bus import BusOptions, BusWorker
 from devhost.datadir import DataDirectory, DataDirectoryError
@@ -50,6 +51,9 @@ class HostOptions:
     instance_id: str | None = None  # None: "{hostname}:{pid}"
     lease_seconds: float = 10.0
     chaos_seed: int | None = None
+    processes: int = 1  # host processes on the port and data folder (see devhost/processes.py)
+    process_number: int = 1  # which of them this is; 2..N are started by the first
+    listen_fd: int | None = None  # 2..N: the first process's listening socket
 
 
 def default_instance_id() -> str:
@@ -116,8 +120,10 @@ class _Server(uvicorn.Server):
 
 
 def _stop_workers(stop: threading.Event, http_app: FunctionsHttpApp,
-                  processors: list[ChangeFeedProcessor], threads: list[threading.Thread]
-                  ) -> None:
+                  processors: list[ChangeFeedProcessor], threads: list[threading.Thread],
+                  others: processes.OtherProcesses | None) -> None:
+    if others is not None:
+        others.signal_stop()  # they stop meanwhile
     stop.set()
     http_app.close()
     for processor in processors:
@@ -126,10 +132,18 @@ def _stop_workers(stop: threading.Event, http_app: FunctionsHttpApp,
         processor.stop()  # releases its leases: the other hosts take over at once
     for thread in threads:
         thread.join(timeout=10)
+    if others is not None:
+        others.wait()
 
 
 def run(options: HostOptions) -> int:
     """Run until Ctrl-C; the exit code is 1 when the HTTP server could not start."""
+    try:
+        listener = processes.shared_listener(options)
+    except OSError as error:
+        print(f"error: could not listen on {options.host}:{options.port}: {error}",
+              file=sys.stderr)
+        return 1
     index, _ = prepare(options)
     from functions import runtime
 
@@ -140,13 +154,7 @@ def run(options: HostOptions) -> int:
     data = DataDirectory(settings.host.embedded_data_dir)
     files = [f"{settings.database(s)}.db" for s in settings.services] + ["bus.db"]
     if options.backend == "embedded":
-        data.hold()
-        try:
-            for warning in data.check(files, options.accept_missing_data):
-                log.warning(warning)
-        except DataDirectoryError as error:
-            data.release()
-            raise StartupError(str(error)) from None
+        _hold(data, files, options.accept_missing_data)
     stop = threading.Event()
     try:
         processors, threads = _triggers(index, services, options, instance_id, stop)
@@ -169,12 +177,16 @@ def run(options: HostOptions) -> int:
         # uvicorn shuts down on SIGTERM, then raises it again: stop as after Ctrl-C (leases
         # released, summary printed) instead of dying at once.
         signal.signal(signal.SIGTERM, _interrupt)
+        others = (processes.OtherProcesses.start(options, listener)
+                  if listener is not None and options.listen_fd is None else None)
         try:
-            server.run()
+            server.run(sockets=None if listener is None else [listener])
         except SystemExit:  # uvicorn exits when it cannot bind; say so below, once
             pass
         finally:
-            _stop_workers(stop, http_app, processors, threads)
+            if options.listen_fd is not None:
+                processes.ignore_stop_signals()
+            _stop_workers(stop, http_app, processors, threads, others)
     finally:
         if chaos is not None:
             print_line(chaos.summary())
@@ -186,6 +198,17 @@ def run(options: HostOptions) -> int:
         print(f"error: could not listen on {options.host}:{options.port}", file=sys.stderr)
         return 1
     return 0
+
+
+def _hold(data: DataDirectory, files: list[str], accept_missing: bool) -> None:
+    """Mark the data folder in use, after checking its files belong together."""
+    data.hold()
+    try:
+        for warning in data.check(files, accept_missing):
+            log.warning(warning)
+    except DataDirectoryError as error:
+        data.release()
+        raise StartupError(str(error)) from None
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -256,8 +279,14 @@ def _first_line(error: BaseException) -> str:
 
 def _banner(index: AppIndex, options: HostOptions, prefix: str, instance_id: str,
             processors: list[ChangeFeedProcessor], chaos: Chaos | None) -> str:
+    if options.process_number > 1:
+        return (f"Host process {options.process_number} of {options.processes} "
+                f"(instance {instance_id}) serves the same port.")
     base = f"http://{options.host}:{options.port}/{prefix}".rstrip("/")
     lines = [f"Local host ({options.backend} backend), instance {instance_id}."]
+    if options.processes > 1:
+        lines.append(f"{options.processes} host processes share this port and the change feed "
+                     "(this is the first; the others print one line each).")
     if processors:
         ranges = len(processors[0].feed.feed_ranges())
         where = "data folder" if options.backend == "embedded" else "Cosmos DB account"

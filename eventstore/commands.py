@@ -253,7 +253,11 @@ class CommandProcessor(Generic[C, E, S]):
                     log.info("conflict on %s at version %d (attempt %d)", stream_id,
                              entry.version + 1, attempts)
                     self._forget(stream_id)
-                    time.sleep(0.005 * attempts)  # spread out writers hammering one stream
+                    if current:
+                        # Spread out writers hammering one stream. A decision on cached state
+                        # retries at once: its conflict says the cache was behind (another
+                        # process wrote), not that writers collide.
+                        time.sleep(0.005 * attempts)
                     current = True
                     entry = self._catch_up(stream_id, entry)
                     continue

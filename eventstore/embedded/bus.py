@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Final, Literal
 
 from eventstore.commit import JsonDict
+from eventstore.embedded.doorbell import Doorbell
 from eventstore.embedded.sqlite import EmbeddedClosedError, SqliteFile
 from eventstore.ports import OutboundMessage, QueuedDeadLetter
 
@@ -61,6 +62,7 @@ _SCHEMA_VERSION: Final = 1
 # A waiting receiver is woken at once by sends through the same EmbeddedBus (Condition); sends
 # from other processes (or other instances) are only visible in the file, hence the poll.
 _DEFAULT_POLL_INTERVAL: Final = 0.25
+_EVERY_PATH: Final = "*"  # a ring for every entity: messages made receivable again
 _DUPLICATE_PURGE_INTERVAL: Final = 60.0
 
 EntityKind = Literal["queue", "topic", "subscription"]
@@ -327,6 +329,7 @@ class EmbeddedBus:
         except BaseException:
             self._file.close()
             raise
+        self._bell = Doorbell(self.path, self._rung)
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -335,8 +338,9 @@ class EmbeddedBus:
         if self._closed:
             return
         self._closed = True
+        self._bell.close()
         self._file.close()
-        self._notify()
+        self._wake()
 
     @property
     def closed(self) -> bool:
@@ -374,8 +378,27 @@ class EmbeddedBus:
             return conn.execute(sql, params).rowcount
 
     def _notify(self, stored: Mapping[str, int] | None = None) -> None:
-        """Wake receivers: of every path, or (``stored``) as many of each path as it got
-        messages."""
+        """Wake receivers, here and in the file's other handles: of every path, or
+        (``stored``) as many of each path as it got messages."""
+        # Topics "{count} {path}", or "*" for every path.
+        self._bell.ring([f"{count} {path}" for path, count in stored.items()] if stored
+                        else (_EVERY_PATH,))
+        self._wake(stored)
+
+    def _rung(self, topics: set[str]) -> None:
+        """Another handle (process) stored messages for some paths, or made messages of any
+        path receivable again."""
+        if _EVERY_PATH in topics:
+            self._wake()
+            return
+        stored: dict[str, int] = {}
+        for topic in topics:
+            count, _, path = topic.partition(" ")
+            if count.isdigit() and path:
+                stored[path] = stored.get(path, 0) + int(count)
+        self._wake(stored)
+
+    def _wake(self, stored: Mapping[str, int] | None = None) -> None:
         with self._lock:
             if stored is None:
                 self._generation += 1

@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from eventstore.commit import Commit, JsonDict
+from eventstore.embedded.doorbell import Doorbell
 from eventstore.embedded.packing import (
     document_from_row,
     pack_body,
@@ -242,6 +243,10 @@ class SqliteEventStore:
         self._file_checked_at: dict[int, float] = {}
         self._head = 0  # highest sequence known to exist (appended here or seen in the file)
         self._range_heads = [0] * feed_ranges  # the same, per range
+        # Rings from the file's other handles (other processes): per key, how many came. A ring
+        # makes the next wait read the file instead of trusting the last read.
+        self._rings: dict[int, int] = {}
+        self._bell = Doorbell(file.path, self._rung)
 
     # -- EventStore ---------------------------------------------------------------------------
 
@@ -261,6 +266,7 @@ class SqliteEventStore:
                 f"version {commit.first_version - 1}"
             ) from exc
         seq = written.lastrowid
+        self._bell.ring((str(feed_range),))
         with self._appended_lock:
             self._head = max(self._head, seq)
             self._range_heads[feed_range] = max(self._range_heads[feed_range], seq)
@@ -324,13 +330,39 @@ class SqliteEventStore:
         return int(match.group(2))
 
     def _read_range_head(self, index: int) -> int:
+        rings = self._rings.get(index, 0)
         with self._file.translated():
             (head,) = self._file.read().execute(_SELECT_RANGE_HEAD, (index,)).fetchone()
         head = int(head or 0)
         with self._appended_lock:
             self._range_heads[index] = max(self._range_heads[index], head)
-            self._file_checked_at[index] = time.monotonic()
+            self._checked(index, rings)
         return head
+
+    def _checked(self, key: int, rings: int) -> None:
+        """Record a read of the file for ``key``'s waiters, unless a ring came during it (the
+        read may have missed what the ring announced). Under ``_appended_lock``."""
+        if self._rings.get(key, 0) == rings:
+            self._file_checked_at[key] = time.monotonic()
+
+    def _rung(self, topics: set[str]) -> None:
+        """Another handle appended to these ranges: wake their waiters to read the file."""
+        ranges = [int(t) for t in topics if t.isdigit() and int(t) < self.feed_range_count]
+        if not ranges:
+            return
+        with self._appended_lock:
+            for key in (*ranges, -1):
+                self._rings[key] = self._rings.get(key, 0) + 1
+                self._file_checked_at.pop(key, None)
+            for index in ranges:
+                self._range_generations[index] += 1
+                self._range_appended[index].notify_all()
+            self._generation += 1
+            self._appended.notify_all()
+
+    def close(self) -> None:
+        """Stop the wake-ups from the file's other handles."""
+        self._bell.close()
 
     # -- ChangeFeed (unpartitioned) -----------------------------------------------------------
 
@@ -366,16 +398,17 @@ class SqliteEventStore:
         waiter, and ``generation_of`` counts them; a wake-up costs no query."""
         now = time.monotonic()
         deadline = now + max(timeout, 0.0)
-        file_checked_at = self._file_checked_at.get(key) if timeout > 0 else None
-        if file_checked_at is not None and now - file_checked_at >= POLL_INTERVAL:
-            file_checked_at = None
+        read_now = timeout <= 0
         while True:
             with woken:
                 if known():
                     return True
                 generation = generation_of()
+                # None until read, and again after a ring (another process appended).
+                file_checked_at = self._file_checked_at.get(key)
             now = time.monotonic()
-            if file_checked_at is None or now - file_checked_at >= POLL_INTERVAL:
+            if read_now or file_checked_at is None or now - file_checked_at >= POLL_INTERVAL:
+                read_now = False
                 if in_file():
                     return True
                 file_checked_at = now
@@ -389,12 +422,13 @@ class SqliteEventStore:
                     woken.wait(min(remaining, file_checked_at + POLL_INTERVAL - now))
 
     def _read_head(self) -> int:
+        rings = self._rings.get(-1, 0)
         with self._file.translated():
             (head,) = self._file.read().execute(_SELECT_HEAD).fetchone()
         head = int(head or 0)
         with self._appended_lock:
             self._head = max(self._head, head)
-            self._file_checked_at[-1] = time.monotonic()
+            self._checked(-1, rings)
         return head
 
     # -- StreamCatalog, FeedMonitor -----------------------------------------------------------
@@ -667,6 +701,7 @@ class EmbeddedDatabase:
         with _cache_lock:
             if _cache.get(self.path) is self:
                 del _cache[self.path]
+        self.events.close()
         self._file.close()
 
     def __enter__(self) -> EmbeddedDatabase:

@@ -123,6 +123,28 @@ def test_stale_cache_after_another_writer_re_decides_from_the_new_state(
         mine.execute(ORDER, AddItemToCart("p3", 1, 100), ctx())
 
 
+def test_a_conflict_on_cached_state_retries_at_once_a_conflict_on_read_state_backs_off(
+        database: EmbeddedDatabase, monkeypatch: pytest.MonkeyPatch) -> None:
+    pauses: list[float] = []
+    monkeypatch.setattr("eventstore.commands.time.sleep", pauses.append)
+    mine, theirs = orders(database.events), orders(database.events)
+    mine.execute(ORDER, CreateOrder("o1", "c1", "EUR"), ctx())
+    theirs.execute(ORDER, AddItemToCart("p1", 1, 100), ctx())  # mine's cache is behind
+    assert mine.execute(ORDER, AddItemToCart("p2", 1, 100), ctx()).version == 3
+    assert pauses == []  # the cache was behind (another process wrote): no back-off
+
+    class ConflictingOnce(CountingStore):
+        def append(self, commit: Commit) -> None:
+            self.appends += 1
+            if self.appends == 1:
+                raise ConcurrencyError("a writer won the race")
+            self.inner.append(commit)
+
+    cold = orders(ConflictingOnce(database.events), cache_size=0)
+    assert cold.execute(ORDER, AddItemToCart("p3", 1, 100), ctx()).version == 4
+    assert pauses == [0.005]  # decided on state just read: writers collide, so spread out
+
+
 def test_gives_up_with_a_conflict_error_after_the_bound(database: EmbeddedDatabase) -> None:
     class AlwaysConflicting(CountingStore):
         def append(self, commit: Commit) -> None:
