@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 PORT   ?= 7071
+PROCESSES ?= 1
 BACKEND ?= embedded
 PYTEST_ARGS ?=
 # The docs page test drives Debian's Chromium through Debian's chromedriver.
@@ -13,7 +14,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 .PHONY: run test lint typecheck pytest reset bench soak checkov clean help browser
 
 help:
-	@echo "make run      start the local host on http://127.0.0.1:$(PORT)/api (BACKEND=embedded|azure)"
+	@echo "make run      start the local host on http://127.0.0.1:$(PORT)/api (BACKEND=embedded|azure, PROCESSES=N)"
 	@echo "make test     lint, type-check and run every test (starts the test servers itself)"
 	@echo "make bench    run the benchmarks in bench/"
 	@echo "make soak     the convergence soak under chaos, longer (ORDERS=1000 SEED=1)"
@@ -44,7 +45,7 @@ node_modules/.installed: package.json package-lock.json
 	@touch $@
 
 run: $(VENV)/.local-installed
-	$(BIN)/python -m devhost --port $(PORT) --backend $(BACKEND)
+	$(BIN)/python -m devhost --port $(PORT) --backend $(BACKEND) --processes $(PROCESSES)
 
 reset: $(VENV)/.local-installed
 	$(BIN)/python -m devhost.reset

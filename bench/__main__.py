@@ -126,6 +126,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--flow-seconds", type=float, default=60, help="length of the HTTP flow")
     parser.add_argument("--add-items", type=int, default=2000,
                         help="add-item requests timed with one client")
+    parser.add_argument("--host-processes", default="1,2",
+                        help="host processes (`--processes`) of each HTTP run (comma-separated)")
     parser.add_argument("--skip-http", action="store_true", help="skip the local-host flow")
     parser.add_argument("--scale-streams", default="1000,100000",
                         help="stream counts of the scale benchmark (comma-separated)")
@@ -161,10 +163,13 @@ def main(argv: list[str] | None = None) -> int:
     if not args.skip_scale:
         print("benchmarking cost with scale and a full replay...", file=sys.stderr, flush=True)
         scale = bench_scale.run([int(n) for n in args.scale_streams.split(",")], 2000)
-    flow: dict[str, Any] | None = None
+    flows: list[dict[str, Any]] = []
     if not args.skip_http:
-        print("benchmarking the order flow over HTTP...", file=sys.stderr, flush=True)
-        flow = http_flow.run(args.flow_clients, args.flow_seconds, args.add_items)
+        for processes in (int(n) for n in args.host_processes.split(",")):
+            print(f"benchmarking the order flow over HTTP ({processes} host process(es))...",
+                  file=sys.stderr, flush=True)
+            flows.append(http_flow.run(args.flow_clients, args.flow_seconds, args.add_items,
+                                       processes))
     cosmos: list[dict[str, Any]] | None = None
     if not args.skip_cosmos:
         print("counting Cosmos DB requests on the test peer...", file=sys.stderr, flush=True)
@@ -178,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
         print_table(comparison)
     if scale is not None:
         bench_scale.print_figures(scale)
-    if flow is not None:
+    for flow in flows:
         http_flow.print_figures(flow)
     if cosmos is not None:
         cosmos_costs.print_figures(cosmos)
@@ -187,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     (out / "latest.json").write_text(json.dumps(
         {"cpu_count": os.cpu_count(), "load_average": os.getloadavg(),
          "comparison": comparisons, "benchmarks": results, "scale": scale,
-         "http_flow": flow, "cosmos": cosmos}, indent=2))
+         "http_flow": flows, "cosmos": cosmos}, indent=2))
     print(f"\nevery figure: {out / 'latest.json'}")
     return 0
 

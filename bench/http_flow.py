@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import re
 import sqlite3
 import statistics
 import tempfile
@@ -240,14 +241,19 @@ def order_flow(port: int, watcher: ProjectionWatcher, clients: int, seconds: flo
     }
 
 
-def run(clients: int, seconds: float, add_items: int) -> dict[str, Any]:
-    from tests.e2e.localhost import LocalHost
+def run(clients: int, seconds: float, add_items: int, processes: int = 1) -> dict[str, Any]:
+    """The figures of one host, ``processes`` processes (``--processes``) on its port."""
+    from tests.e2e.localhost import LocalHost, poll
 
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = Path(tmp) / "data"
-        host = LocalHost(data_dir, {"PAYMENTS_ACQUIRER_DELAY_MS": "0"}).start()
+        host = LocalHost(data_dir, {"PAYMENTS_ACQUIRER_DELAY_MS": "0"},
+                         args=("--processes", str(processes))).start()
         watcher: ProjectionWatcher | None = None
         try:
+            # Measured once every process serves and owns its share of the feed ranges.
+            poll(lambda: balanced(host.log(), processes), 60,
+                 f"the {processes} host processes to share the feed ranges", interval=0.2)
             single = add_item_latency(host.port, add_items)
             watcher = ProjectionWatcher(data_dir / "orders.db")
             alone = order_flow(host.port, watcher, 1, seconds / 2)
@@ -256,12 +262,29 @@ def run(clients: int, seconds: float, add_items: int) -> dict[str, Any]:
             if watcher is not None:
                 watcher.close()
             host.stop()
-    return {"add_item_one_client": single, "order_flow_one_client": alone, "order_flow": flow}
+    return {"processes": processes, "add_item_one_client": single,
+            "order_flow_one_client": alone, "order_flow": flow}
+
+
+_OWNS = re.compile(r"Lease '(\w+)' range \S+ .*; (\S+) owns ranges (\S+) of \d+")
+
+
+def balanced(log: str, processes: int) -> bool:
+    """Whether the host's log says every change-feed function's ranges are spread evenly over
+    ``processes`` instances (the latest line of each instance counts)."""
+    owned: dict[str, dict[str, int]] = {}
+    for function, instance, ranges in _OWNS.findall(log):
+        owned.setdefault(function, {})[instance] = 0 if ranges == "none" else len(
+            ranges.split(","))
+    counts = [[n for n in by_instance.values() if n] for by_instance in owned.values()]
+    return bool(counts) and all(
+        len(c) == processes and max(c) - min(c) <= 1 for c in counts)
 
 
 def print_figures(figures: dict[str, Any]) -> None:
     single = figures["add_item_one_client"]
-    print(f"\nover HTTP (local host, acquirer delay 0): add-item, 1 client: p50 "
+    print(f"\nover HTTP (local host, {figures['processes']} process(es), acquirer delay 0): "
+          f"add-item, 1 client: p50 "
           f"{single['p50_ms']} ms, p99 {single['p99_ms']} ms ({single['requests']} requests)")
     for flow in (figures["order_flow_one_client"], figures["order_flow"]):
         print(f"order flow, {flow['clients']} client(s), {flow['seconds']} s: {flow['orders']} "
