@@ -40,42 +40,42 @@ def wait_until(condition: Callable[[], object], what: str, timeout: float = 10.0
         time.sleep(0.001)
 
 
-def test_an_append_through_another_handle_wakes_the_range_wait_at_once(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture
+def handles(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+            ) -> Iterator[tuple[EmbeddedDatabase, EmbeddedDatabase]]:
+    """Two handles of one file (as two processes would have), polling once an hour."""
     monkeypatch.setattr(embedded_store, "POLL_INTERVAL", HOUR)
     path = tmp_path / "orders.db"
     waiting, writing = EmbeddedDatabase(path, 4), EmbeddedDatabase(path, 4)
-    try:
-        result: list[bool] = []
-        waiter = threading.Thread(target=lambda: result.append(
-            waiting.events.wait_for_range(FeedRange("2"), None, timeout=HOUR)), daemon=True)
-        waiter.start()
-        wait_until(lambda: 2 in waiting.events._file_checked_at, "the wait's first read")
-        writing.events.append(make_commit(stream_in_range(2, 4), 1))
-        waiter.join(timeout=10)
-        assert result == [True]
-        # The whole-feed wait is woken too.
-        assert waiting.events.wait_for_commits(None, timeout=10)
-    finally:
-        waiting.close()
-        writing.close()
+    yield waiting, writing
+    waiting.close()
+    writing.close()
+
+
+def test_an_append_through_another_handle_wakes_the_range_wait_at_once(
+        handles: tuple[EmbeddedDatabase, EmbeddedDatabase]) -> None:
+    waiting, writing = handles
+    result: list[bool] = []
+    waiter = threading.Thread(target=lambda: result.append(
+        waiting.events.wait_for_range(FeedRange("2"), None, timeout=HOUR)), daemon=True)
+    waiter.start()
+    wait_until(lambda: 2 in waiting.events._file_checked_at, "the wait's first read")
+    writing.events.append(make_commit(stream_in_range(2, 4), 1))
+    waiter.join(timeout=10)
+    assert result == [True]
+    # The whole-feed wait is woken too.
+    assert waiting.events.wait_for_commits(None, timeout=10)
 
 
 def test_a_ring_for_one_range_leaves_the_other_ranges_waiting(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(embedded_store, "POLL_INTERVAL", HOUR)
-    path = tmp_path / "orders.db"
-    waiting, writing = EmbeddedDatabase(path, 4), EmbeddedDatabase(path, 4)
-    try:
-        assert not waiting.events.wait_for_range(FeedRange("3"), None, timeout=0)
-        generation = waiting.events._range_generations[3]
-        writing.events.append(make_commit(stream_in_range(1, 4), 1))
-        wait_until(lambda: waiting.events._range_generations[1] == 1, "the ring of range 1")
-        assert waiting.events._range_generations[3] == generation
-        assert 3 in waiting.events._file_checked_at  # its last read still stands
-    finally:
-        waiting.close()
-        writing.close()
+        handles: tuple[EmbeddedDatabase, EmbeddedDatabase]) -> None:
+    waiting, writing = handles
+    assert not waiting.events.wait_for_range(FeedRange("3"), None, timeout=0)
+    generation = waiting.events._range_generations[3]
+    writing.events.append(make_commit(stream_in_range(1, 4), 1))
+    wait_until(lambda: waiting.events._range_generations[1] == 1, "the ring of range 1")
+    assert waiting.events._range_generations[3] == generation
+    assert 3 in waiting.events._file_checked_at  # its last read still stands
 
 
 def test_a_send_through_another_handle_wakes_a_blocked_receiver_at_once(tmp_path: Path) -> None:
