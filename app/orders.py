@@ -22,6 +22,7 @@ from contracts.messages import (
 from domain import orders as domain
 from domain import personal_data
 from domain.errors import is_document_key, require_document_key
+from eventstore.clock import new_id
 from eventstore.commands import CommandContext, CommandProcessor, fingerprint
 from eventstore.commit import JsonDict
 from eventstore.poison import parse_commits
@@ -86,8 +87,8 @@ class OrdersService:
         """The order's events name the customer by ``customer_id`` only; the details, when
         given, go to the personal-data store (first, so no order ever lacks the details it was
         created with; storing them again on a retry changes nothing)."""
-        order_id = str(uuid.uuid5(ORDER_ID_NAMESPACE, idempotency_key) if idempotency_key
-                       else uuid.uuid4())
+        order_id = (str(uuid.uuid5(ORDER_ID_NAMESPACE, idempotency_key)) if idempotency_key
+                    else new_id())
         command = domain.CreateOrder(order_id, customer_id, currency)
         if customer is not None:
             # Every refusal comes before anything is stored.

@@ -20,7 +20,6 @@ import os
 import sqlite3
 import threading
 import time
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final, Literal
 
+from eventstore.clock import new_id
 from eventstore.commit import JsonDict
 from eventstore.embedded.doorbell import Doorbell
 from eventstore.embedded.sqlite import EmbeddedClosedError, SqliteFile
@@ -678,7 +678,7 @@ class EmbeddedBus:
                 for row in rows:
                     if max_count is not None and row[7] >= max_count:
                         continue
-                    token = str(uuid.uuid4())
+                    token = new_id()
                     locks.append((token, locked_until, row[0]))
                     received.append(self._received(row, token, locked_until, stored_path))
                 conn.executemany(_LOCK, locks)

@@ -31,17 +31,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import sqlite3
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from eventstore.clock import new_etag
 from eventstore.commit import Commit, JsonDict
 from eventstore.embedded.doorbell import Doorbell
 from eventstore.embedded.packing import (
@@ -498,7 +497,7 @@ class SqliteLeaseStore:
 
     def create_lease(self, prefix: str, range_id: str) -> Lease | None:
         index = self._events._range_index(FeedRange(range_id))
-        etag = uuid.uuid4().hex
+        etag = new_etag()
         with self._file.write() as conn:
             legacy = conn.execute(_SELECT_CHECKPOINT, (prefix,)).fetchone()
             continuation = f"{index}:{int(legacy[0])}" if legacy else None
@@ -510,7 +509,7 @@ class SqliteLeaseStore:
     def replace_lease(self, lease: Lease) -> Lease:
         index = self._events._range_index(FeedRange(lease.range_id))
         self._events._parse_continuation(index, lease.continuation)
-        etag = os.urandom(16).hex()  # a random ETag, as uuid4().hex but cheaper
+        etag = new_etag()
         # One statement, its ETag check in the WHERE: atomic on its own, so it joins the group
         # commit of whatever else is being written (a checkpoint per batch, per consumer).
         changed = self._file.execute_write(_REPLACE_LEASE, (
@@ -546,21 +545,21 @@ class SqliteViewStore:
         return StoredView(document=json.loads(document), etag=str(etag))
 
     def put(self, view_id: str, document: JsonDict, etag: str | None) -> str:
-        new_etag = os.urandom(16).hex()  # a random ETag, as uuid4().hex but cheaper
+        etag_after = new_etag()
         body = _dumps(document)
         try:
             if etag is None:
-                self._file.execute_write(_INSERT_VIEW, (view_id, body, new_etag))
-                return new_etag
+                self._file.execute_write(_INSERT_VIEW, (view_id, body, etag_after))
+                return etag_after
             changed = self._file.execute_write(_REPLACE_VIEW,
-                                               (body, new_etag, view_id, etag)).rowcount
+                                               (body, etag_after, view_id, etag)).rowcount
         except sqlite3.IntegrityError as exc:
             raise ConcurrencyError(f"view {view_id!r} already exists") from exc
         if changed != 1:
             raise ConcurrencyError(
                 f"view {view_id!r} does not exist or its ETag is no longer {etag!r}"
             )
-        return new_etag
+        return etag_after
 
 
 class SqliteDeadLetterStore:

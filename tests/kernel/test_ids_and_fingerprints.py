@@ -7,13 +7,17 @@ import base64
 import dataclasses
 import hashlib
 import json
+import os
 import re
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+import pytest
+
 from domain.orders import AddItemToCart, CreateOrder, DeleteItemFromCart, PrepareToPay
-from eventstore.clock import new_id, utc_now_iso
+from eventstore.clock import new_etag, new_id, utc_now_iso
 from eventstore.commands import command_fingerprint
 
 
@@ -55,6 +59,39 @@ def test_new_ids_are_canonical_random_uuids() -> None:
         parsed = uuid.UUID(value)
         assert str(parsed) == value and parsed.version == 4
         assert parsed.variant == uuid.RFC_4122
+
+
+def test_ids_from_many_threads_never_repeat() -> None:
+    # More ids per thread than one pool of entropy holds, so every thread refills.
+    def draw() -> list[str]:
+        return [new_id() for _ in range(600)]
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        drawn = [value for batch in pool.map(lambda _: draw(), range(8)) for value in batch]
+    assert len(set(drawn)) == len(drawn) == 4800
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_does_not_repeat_its_parents_ids() -> None:
+    new_id()  # the parent now holds a pool of unused entropy
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report its next ids, then leave at once
+        os.close(read)
+        os.write(write, " ".join(new_id() for _ in range(3)).encode())
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        child = pipe.read().split()
+    os.waitpid(pid, 0)
+    parent = [new_id() for _ in range(3)]
+    assert len(child) == 3 and not set(child) & set(parent)
+
+
+def test_etags_are_random_32_hex_digits() -> None:
+    etags = {new_etag() for _ in range(1000)}
+    assert len(etags) == 1000
+    assert all(len(e) == 32 and int(e, 16) >= 0 for e in etags)
 
 
 def test_the_clock_has_the_isoformat_of_datetime() -> None:
