@@ -43,9 +43,8 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_entropy)
 
 
-def new_id() -> str:
-    """A random (version 4) UUID in its canonical text form, as ``str(uuid.uuid4())``, without
-    the ``UUID`` object in between; its 122 random bits come from ``os.urandom``."""
+def _uuid4_bytes() -> bytearray:
+    """16 bytes from the thread's pool, with the version 4 and RFC 4122 variant bits set."""
     entropy = _entropy
     offset = entropy.offset
     if offset >= len(entropy.pool):
@@ -54,11 +53,16 @@ def new_id() -> str:
     raw = bytearray(entropy.pool[offset:offset + 16])
     raw[6] = (raw[6] & 0x0F) | 0x40  # version 4
     raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 4122 variant
-    h = raw.hex()
+    return raw
+
+
+def new_id() -> str:
+    """A random (version 4) UUID in its canonical text form, as ``str(uuid.uuid4())``, without
+    the ``UUID`` object in between; its 122 random bits come from ``os.urandom``."""
+    h = _uuid4_bytes().hex()
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def new_etag() -> str:
-    """A random ETag: 32 hex digits, as ``uuid.uuid4().hex`` (version and variant bits
-    included)."""
-    return new_id().replace("-", "")
+    """A random ETag: 32 hex digits, as ``uuid.uuid4().hex``."""
+    return _uuid4_bytes().hex()
